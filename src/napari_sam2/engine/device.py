@@ -1,0 +1,37 @@
+"""Choosing the compute device and its precision."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given ("auto" or None: cuda, then mps, then cpu). Asking for an absent GPU is an error."""
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for, but torch sees no CUDA GPU on this machine")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise RuntimeError("device 'mps' was asked for, but this machine has no Apple GPU available to torch")
+    return device
+
+
+def compute_context(device: torch.device, precision: str = "auto"):
+    """Inference mode, with bf16 autocast on CUDA (as the reference's benchmark runs), float32 elsewhere.
+
+    precision: "auto", "bf16" or "fp32". Autocast is per thread: enter this in the thread that computes.
+    """
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.inference_mode())
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if use_bf16 and device.type in ("cuda", "cpu"):
+        stack.enter_context(torch.autocast(device.type, dtype=torch.bfloat16))
+    return stack

@@ -1,0 +1,105 @@
+"""Image features per frame: computed once, kept in a size-limited LRU, prepared ahead in the background.
+
+The image encoder is the one part of SAM 2 whose result does not depend on prompts or memory, so a
+correction never recomputes it for a frame still in the cache. Reading and normalising the next frames
+runs in a background thread while the current frame computes.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import torch
+
+from napari_sam2.model import FrameFeatures, SAM2Model
+
+from .frames import FramePreparer
+
+
+def _feature_bytes(f: FrameFeatures) -> int:
+    tensors = (f.vision, f.vision_pos, *f.high_res)
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+class FeatureCache:
+    """LRU of per-frame :class:`FrameFeatures` (batch 1) on the compute device, bounded in bytes."""
+
+    def __init__(
+        self,
+        model: SAM2Model,
+        preparer: FramePreparer,
+        device: torch.device,
+        *,
+        max_bytes: int = 1 << 30,
+        batch_size: int = 4,
+    ) -> None:
+        self.model = model
+        self.preparer = preparer
+        self.device = device
+        self.max_bytes = max_bytes
+        self.batch_size = max(1, batch_size)
+        self._cache: OrderedDict[int, FrameFeatures] = OrderedDict()
+        self._bytes = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-sam2-frames")
+        self._pending: dict[int, Future] = {}
+        self.encoded_frames = 0  # how many frames went through the image encoder (for tests and stats)
+
+    def __contains__(self, frame: int) -> bool:
+        return frame in self._cache
+
+    def get(self, frame: int, upcoming: Sequence[int] = ()) -> FrameFeatures:
+        """Features of ``frame``; frames in ``upcoming`` not yet cached are encoded in the same batch (up to
+        ``batch_size``) and the ones after are read and prepared in the background."""
+        if frame in self._cache:
+            self._cache.move_to_end(frame)
+            self._prefetch(upcoming)
+            return self._cache[frame]
+        todo = [frame] + [t for t in upcoming if t not in self._cache and t != frame][: self.batch_size - 1]
+        images = torch.stack([self._prepared(t) for t in todo]).to(self.device, non_blocking=True)
+        self._prefetch([t for t in upcoming if t not in todo])
+        feats = self.model.encode_image(images)
+        self.encoded_frames += len(todo)
+        for i, t in enumerate(todo):
+            self._store(t, FrameFeatures(
+                feats.vision[i : i + 1], feats.vision_pos[i : i + 1],
+                (feats.high_res[0][i : i + 1], feats.high_res[1][i : i + 1]),
+            ))
+        return self._cache[frame]
+
+    def _prepared(self, frame: int) -> torch.Tensor:
+        future = self._pending.pop(frame, None)
+        image = future.result() if future is not None else self.preparer.prepare(frame)
+        return image
+
+    def _prefetch(self, upcoming: Sequence[int]) -> None:
+        for t in list(upcoming)[: self.batch_size]:
+            if t not in self._cache and t not in self._pending:
+                self._pending[t] = self._pool.submit(self._prepare_pinned, t)
+
+    def _prepare_pinned(self, frame: int) -> torch.Tensor:
+        image = self.preparer.prepare(frame)
+        return image.pin_memory() if self.device.type == "cuda" else image
+
+    def _store(self, frame: int, features: FrameFeatures) -> None:
+        # keep un-batched copies so one evicted frame frees its memory
+        features = FrameFeatures(
+            features.vision.clone(), features.vision_pos.clone(), tuple(x.clone() for x in features.high_res)
+        )
+        self._cache[frame] = features
+        self._bytes += _feature_bytes(features)
+        while self._bytes > self.max_bytes and len(self._cache) > 1:
+            _, old = self._cache.popitem(last=False)
+            self._bytes -= _feature_bytes(old)
+
+    def clear(self) -> None:
+        self._cache.clear()
+        self._bytes = 0
+        for future in self._pending.values():
+            future.cancel()
+        self._pending.clear()
+
+    def close(self) -> None:
+        self.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)

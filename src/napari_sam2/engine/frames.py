@@ -1,0 +1,164 @@
+"""Reading frames lazily and preparing them as SAM 2 input tensors.
+
+uint8 RGB frames are prepared exactly as Meta's video predictor prepares JPEG frames
+(``load_video_frames`` in sam2/utils/misc.py): ÷255 in float64, cast to float32, ImageNet mean/std.
+Other dtypes are first mapped to [0, 1] with an intensity range (robust percentiles of a sample of frames
+by default); grayscale is replicated to 3 channels. Frames not at image_size × image_size are resized with
+antialiased bilinear interpolation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_PERCENTILES = (0.5, 99.5)
+SAMPLE_FRAMES = 16
+
+
+class FrameError(ValueError):
+    """A frame stack SAM 2 cannot read: wrong dimensions, channels or values."""
+
+
+def describe_frames(frames: Any) -> tuple[int, int, int, int]:
+    """(num_frames, height, width, channels) of a frame stack, checked without reading pixel data.
+
+    ``frames`` is an array-like shaped (N, H, W) or (N, H, W, C) with C = 1 or 3, or a frame source of the
+    I/O layer (``len()`` plus ``shape2d``).
+    """
+    shape2d = getattr(frames, "shape2d", None)
+    if shape2d is not None:
+        channels = 3 if getattr(frames, "is_rgb", False) else 1
+        return len(frames), int(shape2d[0]), int(shape2d[1]), channels
+    shape = getattr(frames, "shape", None)
+    if shape is None:
+        raise FrameError(f"frames must be an array (N, H, W) or (N, H, W, C) or a frame source, got {type(frames)}")
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 3:
+        n, h, w, c = *shape, 1
+    elif len(shape) == 4 and shape[-1] in (1, 3):
+        n, h, w, c = shape
+    else:
+        raise FrameError(
+            f"frames must be shaped (N, H, W) or (N, H, W, C) with C = 1 or 3, got shape {shape}; "
+            "pick a channel or the propagation axis first (napari_sam2.io.open_stack does this)"
+        )
+    if n < 1 or h < 1 or w < 1:
+        raise FrameError(f"frames have an empty dimension: shape {shape}")
+    return n, h, w, c
+
+
+@dataclass
+class IntensityRange:
+    """Maps raw intensities to [0, 1]: (x − low) / (high − low), clipped."""
+
+    low: float
+    high: float
+
+    def apply(self, frame: np.ndarray) -> np.ndarray:
+        scale = self.high - self.low
+        out = (frame.astype(np.float32) - np.float32(self.low)) / np.float32(scale if scale > 0 else 1.0)
+        return np.clip(np.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+
+
+def estimate_intensity_range(
+    frames: Any, percentiles: tuple[float, float] = DEFAULT_PERCENTILES, sample: int = SAMPLE_FRAMES
+) -> IntensityRange:
+    """Robust percentiles of up to ``sample`` evenly spaced frames, NaN/inf ignored.
+
+    Uses the frame source's own ``intensity_range()`` when it has one.
+    """
+    own = getattr(frames, "intensity_range", None)
+    if callable(own):
+        low, high = own()
+        return IntensityRange(float(low), float(high))
+    n = len(frames)
+    picks = np.unique(np.linspace(0, n - 1, min(n, sample)).round().astype(int))
+    values = np.concatenate([np.asarray(frames[int(i)], dtype=np.float64).ravel() for i in picks])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return IntensityRange(0.0, 1.0)
+    low, high = np.percentile(values, percentiles)
+    if high <= low:  # constant stack: keep it constant, avoid dividing by zero
+        high = low + 1.0
+    return IntensityRange(float(low), float(high))
+
+
+class FramePreparer:
+    """Reads frame i of a stack and turns it into a normalised (3, S, S) float32 tensor.
+
+    normalization: "auto" (uint8 as the reference, other dtypes by percentiles), "percentile", "minmax"
+    (the whole frame's own min and max), or a callable frame → float array in [0, 1].
+    """
+
+    def __init__(
+        self,
+        frames: Any,
+        image_size: int,
+        *,
+        normalization: str | Callable[[np.ndarray], np.ndarray] = "auto",
+        percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+        intensity_range: tuple[float, float] | None = None,
+    ) -> None:
+        self.frames = frames
+        self.num_frames, self.height, self.width, _ = describe_frames(frames)
+        self.image_size = image_size
+        self.normalization = normalization
+        self.percentiles = percentiles
+        self._range = IntensityRange(*intensity_range) if intensity_range is not None else None
+        self._mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32)[:, None, None]
+        self._std = torch.tensor(IMAGENET_STD, dtype=torch.float32)[:, None, None]
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def read(self, index: int) -> np.ndarray:
+        """Frame ``index`` as a numpy array (H, W) or (H, W, C), read from the source now."""
+        if not 0 <= index < self.num_frames:
+            raise IndexError(f"frame {index} is outside the stack of {self.num_frames} frames")
+        frame = np.asarray(self.frames[index])
+        if frame.shape[:2] != (self.height, self.width):
+            raise FrameError(f"frame {index} has shape {frame.shape}, expected {(self.height, self.width)}")
+        return frame
+
+    def to_unit_rgb(self, frame: np.ndarray) -> np.ndarray:
+        """A frame as (H, W, 3) in [0, 1]; uint8 as float64 ÷ 255 like the reference, others as float32."""
+        if frame.ndim == 3 and frame.shape[-1] == 1:
+            frame = frame[..., 0]
+        if self.normalization == "auto" and frame.dtype == np.uint8:
+            unit = frame / 255.0
+        elif callable(self.normalization):
+            unit = np.asarray(self.normalization(frame), dtype=np.float32)
+        elif self.normalization == "minmax":
+            finite = frame[np.isfinite(frame)] if frame.dtype.kind == "f" else frame
+            low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+            unit = IntensityRange(low, high if high > low else low + 1.0).apply(frame)
+        elif self.normalization in ("auto", "percentile"):
+            if self._range is None:
+                self._range = estimate_intensity_range(self.frames, self.percentiles)
+            unit = self._range.apply(frame)
+        else:
+            raise ValueError(f"unknown normalization {self.normalization!r}")
+        if unit.ndim == 2:
+            unit = np.repeat(unit[..., None], 3, axis=-1)
+        return unit
+
+    def prepare(self, index: int) -> torch.Tensor:
+        """Frame ``index`` as a normalised (3, S, S) float32 tensor on the CPU."""
+        unit = self.to_unit_rgb(self.read(index))
+        image = torch.from_numpy(np.ascontiguousarray(unit)).permute(2, 0, 1).to(torch.float32)
+        if image.shape[-2:] != (self.image_size, self.image_size):
+            image = F.interpolate(image[None], size=(self.image_size,) * 2, mode="bilinear",
+                                  align_corners=False, antialias=True)[0]
+        return (image - self._mean) / self._std
+
+    def prepare_many(self, indices: Sequence[int]) -> torch.Tensor:
+        """Frames as a (len(indices), 3, S, S) batch."""
+        return torch.stack([self.prepare(i) for i in indices])

@@ -1,0 +1,330 @@
+"""The tracking session: prompts on any frame, propagation along the stack, corrections, many objects.
+
+Semantics follow Meta's ``SAM2VideoPredictor`` (sam2/sam2_video_predictor.py, sam2==1.1.0): which frames are
+conditioning frames, the memory bank, multimask on first clicks, previous logits with corrective clicks,
+occlusion through the object score. Differences, by design: objects sharing a frame are computed in one
+batch; per-frame results live in a bounded :class:`TensorVault` rather than on the device; frames are read
+lazily; and (``corrections_as_prompts=True``, the default) a click on an already tracked frame becomes a
+conditioning frame, so re-propagation keeps it — the reference's ``add_all_frames_to_correct_as_cond``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from napari_sam2.model import SAM2Model
+
+from .device import compute_context, pick_device
+from .features import FeatureCache
+from .frames import FramePreparer
+from .memory_bank import plan_memory
+from .postprocess import to_frame_resolution
+from .prompts import box_to_points, check_mask, check_obj_id, clicks_to_points
+from .state import FrameOutput, ObjectTrack
+from .tracker import Tracker
+from .vault import TensorVault
+
+NO_OBJECT_LOGIT = -1024.0  # logits of an object with no result on a frame (NO_OBJ_SCORE)
+DIRECTIONS = ("forward", "backward", "both")
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """All objects' results on one frame: logits (len(obj_ids), H, W) float32 at the frame's resolution,
+    and their object-score logits (len(obj_ids),) (< 0: the object is predicted absent)."""
+
+    frame: int
+    obj_ids: tuple[int, ...]
+    logits: np.ndarray
+    object_scores: np.ndarray
+
+    @property
+    def masks(self) -> np.ndarray:
+        """(len(obj_ids), H, W) bool."""
+        return self.logits > 0
+
+
+class Session:
+    """Promptable segmentation and tracking of objects through a stack of 2D frames.
+
+    frames: an array-like (numpy, dask, zarr) shaped (N, H, W) or (N, H, W, C), C = 1 or 3, any dtype, or a
+    frame source of ``napari_sam2.io``; read lazily, one frame at a time. device: "auto"/None (cuda → mps →
+    cpu), or a device; the model is moved there. normalization / intensity_range: see ``FramePreparer``.
+    feature_cache_bytes: budget of cached image features; host_budget_bytes: host memory for per-frame
+    results before they spill to a disk cache in ``spill_dir`` (default: the system's temporary folder).
+    """
+
+    def __init__(
+        self,
+        model: SAM2Model,
+        frames: Any,
+        *,
+        fill_hole_area: int = 8,
+        device: str | torch.device | None = None,
+        normalization: Any = "auto",
+        intensity_range: tuple[float, float] | None = None,
+        corrections_as_prompts: bool = True,
+        precision: str = "auto",
+        feature_cache_bytes: int = 1 << 30,
+        host_budget_bytes: int = 4 << 30,
+        spill_dir: str | None = None,
+        encoder_batch_size: int = 4,
+    ) -> None:
+        self.device = pick_device(device)
+        self.model = model.to(self.device).eval()
+        self.preparer = FramePreparer(frames, model.image_size, normalization=normalization,
+                                      intensity_range=intensity_range)
+        self.num_frames = len(self.preparer)
+        self.height, self.width = self.preparer.height, self.preparer.width
+        self.corrections_as_prompts = corrections_as_prompts
+        self.precision = precision
+        self.features = FeatureCache(model, self.preparer, self.device, max_bytes=feature_cache_bytes,
+                                     batch_size=encoder_batch_size)
+        self.vault = TensorVault(host_budget_bytes=host_budget_bytes, device=self.device,
+                                 device_slots=64, spill_dir=spill_dir)
+        self.tracker = Tracker(model, self.features, self.vault, num_frames=self.num_frames,
+                               fill_hole_area=fill_hole_area)
+        self._tracks: dict[int, ObjectTrack] = {}
+
+    # -- objects -------------------------------------------------------------------------------------------
+    @property
+    def obj_ids(self) -> tuple[int, ...]:
+        return tuple(self._tracks)
+
+    def prompted_frames(self, obj_id: int) -> list[int]:
+        """Frames on which object ``obj_id`` has prompts."""
+        return self._track(obj_id).prompted_frames()
+
+    def remove_object(self, obj_id: int) -> None:
+        """Forget an object: its prompts and results on every frame."""
+        track = self._track(obj_id)
+        for output in track.all_outputs():
+            self.tracker.discard(output)
+        del self._tracks[obj_id]
+
+    def reset(self) -> None:
+        """Forget all objects, prompts and results (cached image features are kept)."""
+        for obj_id in list(self._tracks):
+            self.remove_object(obj_id)
+        self.vault.clear()
+
+    def close(self) -> None:
+        """Release the cache folder and background threads."""
+        self.reset()
+        self.features.close()
+        self.vault.close()
+
+    # -- prompts -------------------------------------------------------------------------------------------
+    def add_points(
+        self, frame: int, obj_id: int, points: Any, labels: Any, *, clear: bool = False
+    ) -> FrameResult:
+        """Clicks on ``frame`` for ``obj_id``: points (P, 2) as (y, x) pixels of the frame, labels (P,) with
+        1 positive, 0 negative. ``clear=False`` adds to the object's earlier clicks on that frame."""
+        self._check_frame(frame)
+        prompt = clicks_to_points(points, labels, self.height, self.width, self.model.image_size)
+        return self._prompt(frame, obj_id, prompt, clear=clear)
+
+    def add_box(
+        self, frame: int, obj_id: int, box: Any, *, points: Any = None, labels: Any = None
+    ) -> FrameResult:
+        """A box (y0, x0, y1, x1) in pixels, optionally with clicks; replaces the object's prompts there."""
+        self._check_frame(frame)
+        prompt = box_to_points(box, self.height, self.width, self.model.image_size)
+        if points is not None or labels is not None:
+            prompt = prompt.extended(clicks_to_points(points, labels, self.height, self.width,
+                                                      self.model.image_size))
+        return self._prompt(frame, obj_id, prompt, clear=True)
+
+    def add_mask(self, frame: int, obj_id: int, mask: Any) -> FrameResult:
+        """A mask (H, W) (bool or 0/1) as the object's prompt on ``frame``; it is taken as the result there."""
+        self._check_frame(frame)
+        check_obj_id(obj_id)
+        mask_t = check_mask(mask, self.height, self.width)
+        size = self.model.image_size
+        if mask_t.shape[-2:] != (size, size):
+            mask_t = F.interpolate(mask_t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            mask_t = (mask_t >= 0.5).float()
+        track = self._tracks.setdefault(obj_id, ObjectTrack(obj_id))
+        track.masks[frame] = mask_t
+        track.points.pop(frame, None)
+        is_first, reverse, is_cond = self._prompt_kind(track, frame)
+        with compute_context(self.device, self.precision):
+            output = self.tracker.run_prompt(track, frame, is_first_prompt=is_first, reverse=reverse, plan=None,
+                                             mask=mask_t)
+        self._set_pending(track, frame, is_cond, output)
+        return self._consolidated(frame, is_cond)
+
+    def clear_frame(self, frame: int, obj_id: int | None = None) -> FrameResult:
+        """Remove the prompts of one object (or of all) on ``frame``; a prompted frame becomes a tracked one."""
+        self._check_frame(frame)
+        for track in [self._track(obj_id)] if obj_id is not None else list(self._tracks.values()):
+            track.points.pop(frame, None)
+            track.masks.pop(frame, None)
+            self.tracker.discard(track.pending_cond.pop(frame, None))
+            self.tracker.discard(track.pending_non_cond.pop(frame, None))
+            output = track.cond.pop(frame, None)
+            if output is not None:
+                self.tracker.discard(track.non_cond.get(frame))
+                track.non_cond[frame] = output
+                track.tracked.pop(frame, None)
+        is_cond = any(frame in t.pending_cond for t in self._tracks.values())
+        return self._consolidated(frame, is_cond)
+
+    # -- propagation ---------------------------------------------------------------------------------------
+    def propagate(
+        self, *, start: int | None = None, direction: str = "forward", max_frames: int | None = None
+    ) -> Iterator[FrameResult]:
+        """Track every object through the stack, yielding each frame's result as it is computed.
+
+        start: the first frame (default: the earliest prompted frame, as in the reference). Giving the frame
+        of a correction re-propagates only from there on — the "from here" mode: faster, and frames before
+        it keep their results. direction: "forward", "backward" or "both" (forward from start, then backward
+        from start; the start frame is yielded by both passes). max_frames: how many frames past start each
+        pass goes at most (the reference's ``max_frame_num_to_track``). Stopping early (break, close, an
+        exception) leaves the session consistent: every yielded frame is stored, no later frame is touched.
+        """
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+        if start is not None:
+            self._check_frame(start)
+        passes = {"forward": [False], "backward": [True], "both": [False, True]}[direction]
+        for reverse in passes:
+            yield from self._propagate_pass(start, reverse, max_frames)
+
+    def result(self, frame: int) -> FrameResult:
+        """The current result of every object on ``frame`` (newest prompt output, else tracked output)."""
+        self._check_frame(frame)
+        outputs = [t.latest_output(frame) for t in self._tracks.values()]
+        return self._frame_result(frame, outputs)
+
+    # -- internals -----------------------------------------------------------------------------------------
+    def _propagate_pass(self, start: int | None, reverse: bool, max_frames: int | None) -> Iterator[FrameResult]:
+        with compute_context(self.device, self.precision):
+            self._consolidate_prompts()
+        if start is None:
+            start = min(f for t in self._tracks.values() for f in t.cond)
+        span = self.num_frames if max_frames is None else max_frames
+        if reverse:
+            order = range(start, max(start - span, 0) - 1, -1) if start > 0 else range(0)
+        else:
+            order = range(start, min(start + span, self.num_frames - 1) + 1)
+        order = list(order)
+        for i, frame in enumerate(order):
+            with compute_context(self.device, self.precision):
+                outputs = self._track_frame(frame, reverse, upcoming=order[i + 1 : i + 1 + 8])
+            yield self._frame_result(frame, outputs)
+
+    def _track_frame(self, frame: int, reverse: bool, upcoming: Sequence[int]) -> list[FrameOutput]:
+        """Compute every object not prompted on ``frame``, batched by memory plan, then commit all at once."""
+        groups: dict[Any, list[ObjectTrack]] = {}
+        plans = {}
+        for track in self._tracks.values():
+            if frame not in track.cond:
+                plan = plan_memory(track, frame, reverse=reverse, num_frames=self.num_frames,
+                                   config=self.model.config)
+                groups.setdefault(plan, []).append(track)
+                plans[track.obj_id] = plan
+        new: dict[int, FrameOutput] = {}
+        for plan, tracks in groups.items():
+            for track, output in zip(tracks, self.tracker.run_tracking(tracks, frame, plan, upcoming), strict=True):
+                new[track.obj_id] = output
+        for track in self._tracks.values():  # commit: nothing above changed the session
+            if track.obj_id in new:
+                self.tracker.discard(track.non_cond.get(frame))
+                track.non_cond[frame] = new[track.obj_id]
+            track.tracked[frame] = reverse
+        return [new.get(t.obj_id) or t.cond[frame] for t in self._tracks.values()]
+
+    def _consolidate_prompts(self) -> None:
+        """Encode the memory of prompt outputs and move them into the objects' memory banks
+        (``propagate_in_video_preflight``)."""
+        if not self._tracks:
+            raise RuntimeError("no object has prompts yet: add points, a box or a mask first")
+        by_frame: dict[int, list] = {}
+        for track in self._tracks.values():
+            for is_cond in (False, True):
+                for frame, output in track.pending(is_cond).items():
+                    if output.memory_id is None:
+                        by_frame.setdefault(frame, []).append(output)
+        for frame, outputs in sorted(by_frame.items()):
+            self.tracker.encode_memory(frame, outputs)
+        for track in self._tracks.values():
+            for is_cond in (False, True):
+                target = track.cond if is_cond else track.non_cond
+                for frame, output in track.pending(is_cond).items():
+                    if target.get(frame) is not output:
+                        self.tracker.discard(target.get(frame))
+                    target[frame] = output
+                track.pending(is_cond).clear()
+            if not track.cond:
+                raise RuntimeError(f"object {track.obj_id} has no prompts: add points, a box or a mask first")
+            for frame in track.cond:
+                self.tracker.discard(track.non_cond.pop(frame, None))
+
+    def _prompt(self, frame: int, obj_id: int, prompt, *, clear: bool) -> FrameResult:
+        check_obj_id(obj_id)
+        track = self._tracks.setdefault(obj_id, ObjectTrack(obj_id))
+        if not clear and frame in track.points:
+            prompt = track.points[frame].extended(prompt)
+        track.points[frame] = prompt
+        track.masks.pop(frame, None)
+        is_first, reverse, is_cond = self._prompt_kind(track, frame)
+        previous = track.pending(is_cond).get(frame) or track.cond.get(frame) or track.non_cond.get(frame)
+        with compute_context(self.device, self.precision):
+            prev_logits = self.tracker.prev_logits(previous) if previous is not None else None
+            plan = None if is_first else plan_memory(track, frame, reverse=reverse, num_frames=self.num_frames,
+                                                     config=self.model.config)
+            output = self.tracker.run_prompt(track, frame, is_first_prompt=is_first, reverse=reverse, plan=plan,
+                                             points=prompt, prev_logits=prev_logits)
+        self._set_pending(track, frame, is_cond, output)
+        return self._consolidated(frame, is_cond)
+
+    def _prompt_kind(self, track: ObjectTrack, frame: int) -> tuple[bool, bool, bool]:
+        """(first prompt on a frame the object was never tracked on, tracked backwards, conditioning frame)."""
+        is_first = frame not in track.tracked
+        reverse = False if is_first else track.tracked[frame]
+        return is_first, reverse, is_first or self.corrections_as_prompts
+
+    def _set_pending(self, track: ObjectTrack, frame: int, is_cond: bool, output: FrameOutput) -> None:
+        store = track.pending(is_cond)
+        old = store.get(frame)
+        if old is not None and old is not track.cond.get(frame) and old is not track.non_cond.get(frame):
+            self.tracker.discard(old)
+        store[frame] = output
+
+    def _consolidated(self, frame: int, is_cond: bool) -> FrameResult:
+        outputs = [t.output_for_display(frame, is_cond) for t in self._tracks.values()]
+        return self._frame_result(frame, outputs)
+
+    def _frame_result(self, frame: int, outputs: Sequence[FrameOutput | None]) -> FrameResult:
+        obj_ids = self.obj_ids
+        if not obj_ids:
+            empty = np.zeros((0, self.height, self.width), np.float32)
+            return FrameResult(frame, (), empty, np.zeros(0, np.float32))
+        size = self.model.image_size // 4
+        low = torch.full((len(outputs), 1, size, size), NO_OBJECT_LOGIT, dtype=torch.float32, device=self.device)
+        scores = np.full(len(outputs), NO_OBJECT_LOGIT, np.float32)
+        for i, output in enumerate(outputs):
+            if output is not None:
+                low[i] = self.tracker.logits(output)[0]
+                scores[i] = output.object_score
+        logits = to_frame_resolution(low, self.height, self.width)
+        return FrameResult(frame, obj_ids, logits.cpu().numpy().astype(np.float32, copy=False), scores)
+
+    def _track(self, obj_id: int) -> ObjectTrack:
+        try:
+            return self._tracks[obj_id]
+        except KeyError:
+            raise KeyError(f"no object with id {obj_id}; objects: {list(self._tracks)}") from None
+
+    def _check_frame(self, frame: int) -> None:
+        if isinstance(frame, bool) or not isinstance(frame, (int, np.integer)):
+            raise TypeError(f"frame must be an integer index, got {frame!r}")
+        if not 0 <= frame < self.num_frames:
+            raise IndexError(f"frame {frame} is outside the stack (0 … {self.num_frames - 1})")

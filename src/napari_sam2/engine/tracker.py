@@ -1,0 +1,150 @@
+"""Running the model for the session: one object's prompt, or a batch of objects on one frame.
+
+This is where per-frame outputs are made and stored (the reference's ``_run_single_frame_inference``
+and ``_run_memory_encoder`` in sam2/sam2_video_predictor.py), with two differences: every object that
+needs a frame and shares its memory plan is computed in one batched forward pass, and outputs go to a
+:class:`TensorVault` instead of staying on the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from napari_sam2.model import PointerMemory, SAM2Model, SpatialMemory, TrackStepOutput
+
+from .features import FeatureCache
+from .memory_bank import MemoryPlan
+from .postprocess import fill_holes
+from .state import FrameOutput, ObjectTrack, PointPrompt
+from .vault import TensorVault
+
+MEMORY_DTYPE = torch.bfloat16  # the reference stores spatial memories in bfloat16, on every device
+PREV_LOGITS_CLAMP = 32.0
+
+
+class Tracker:
+    """Computes and stores :class:`FrameOutput` s; owns no prompts and no per-object bookkeeping."""
+
+    def __init__(
+        self,
+        model: SAM2Model,
+        features: FeatureCache,
+        vault: TensorVault,
+        *,
+        num_frames: int,
+        fill_hole_area: int,
+    ) -> None:
+        self.model = model
+        self.features = features
+        self.vault = vault
+        self.num_frames = num_frames
+        self.fill_hole_area = fill_hole_area
+        self._memory_pos: torch.Tensor | None = None  # the same for every frame and object
+
+    @property
+    def device(self) -> torch.device:
+        return self.features.device
+
+    # -- prompts (one object, no memory encoding: that waits until propagation) ----------------------------
+    def run_prompt(
+        self,
+        track: ObjectTrack,
+        frame: int,
+        *,
+        is_first_prompt: bool,
+        reverse: bool,
+        plan: MemoryPlan | None,
+        points: PointPrompt | None = None,
+        mask: torch.Tensor | None = None,
+        prev_logits: torch.Tensor | None = None,
+    ) -> FrameOutput:
+        """One object's output for its prompts on ``frame``; ``plan`` is None on a first prompt."""
+        features = self.features.get(frame)
+        spatial, pointers = self._memories([track], plan) if plan is not None and mask is None else ((), ())
+        step = self.model.track_step(
+            features,
+            spatial=spatial,
+            pointers=pointers,
+            num_frames=self.num_frames,
+            is_first_prompt=is_first_prompt,
+            point_coords=None if points is None else points.coords.to(self.device),
+            point_labels=None if points is None else points.labels.to(self.device),
+            mask=None if mask is None else mask.to(self.device),
+            prev_mask_logits=None if prev_logits is None else prev_logits.to(self.device),
+            encode_memory=False,
+        )
+        return self._store(step, 0)
+
+    def encode_memory(self, frame: int, outputs: Sequence[FrameOutput]) -> None:
+        """Encode the spatial memory of prompt outputs on one frame, in one batch (``_run_memory_encoder``:
+        from the stored low-resolution logits, upsampled, binarised as masks from clicks)."""
+        features = self.features.get(frame).expand(len(outputs))
+        low = torch.cat([self.vault.get(o.pred_masks_id, self.device) for o in outputs])
+        high = F.interpolate(low, size=(self.model.image_size,) * 2, mode="bilinear", align_corners=False)
+        scores = torch.tensor([[o.object_score] for o in outputs], dtype=torch.float32, device=self.device)
+        memory, pos = self.model.encode_memory(features.vision, high, scores, is_mask_from_points=True)
+        self._remember_memory_pos(pos)
+        for i, output in enumerate(outputs):
+            output.memory_id = self.vault.put(memory[i : i + 1].to(MEMORY_DTYPE))
+
+    # -- propagation ---------------------------------------------------------------------------------------
+    def run_tracking(
+        self, tracks: Sequence[ObjectTrack], frame: int, plan: MemoryPlan, upcoming: Sequence[int] = ()
+    ) -> list[FrameOutput]:
+        """Track several objects that share ``plan`` on ``frame`` in one batch; returns their new outputs."""
+        features = self.features.get(frame, upcoming).expand(len(tracks))
+        spatial, pointers = self._memories(tracks, plan)
+        step = self.model.track_step(features, spatial=spatial, pointers=pointers, num_frames=self.num_frames)
+        self._remember_memory_pos(step.memory_pos_enc)
+        return [self._store(step, i) for i in range(len(tracks))]
+
+    def logits(self, output: FrameOutput) -> torch.Tensor:
+        """(1, 1, S/4, S/4) float32 low-resolution logits of an output, on the compute device."""
+        return self.vault.get(output.pred_masks_id, self.device)
+
+    def prev_logits(self, output: FrameOutput) -> torch.Tensor:
+        """An output's logits as the mask input of corrective clicks (clamped to ±32 as the reference)."""
+        return torch.clamp(self.logits(output), -PREV_LOGITS_CLAMP, PREV_LOGITS_CLAMP)
+
+    def discard(self, output: FrameOutput | None) -> None:
+        if output is not None:
+            self.vault.discard(output.pred_masks_id)
+            self.vault.discard(output.memory_id)
+
+    # -- internals -----------------------------------------------------------------------------------------
+    def _memories(
+        self, tracks: Sequence[ObjectTrack], plan: MemoryPlan
+    ) -> tuple[list[SpatialMemory], list[PointerMemory]]:
+        spatial = []
+        for frame, slot, store in plan.spatial:
+            outs = [plan.lookup(t, frame, store) for t in tracks]
+            feats = torch.cat([self.vault.get(o.memory_id, self.device) for o in outs])
+            spatial.append(SpatialMemory(feats, self._memory_pos, slot))
+        pointers = [
+            PointerMemory(
+                torch.cat([plan.lookup(t, frame, store).obj_ptr for t in tracks]).to(self.device), distance
+            )
+            for frame, distance, store in plan.pointers
+        ]
+        return spatial, pointers
+
+    def _remember_memory_pos(self, pos: torch.Tensor | None) -> None:
+        if self._memory_pos is None and pos is not None:
+            self._memory_pos = pos[:1].clone()
+
+    def _store(self, step: TrackStepOutput, i: int) -> FrameOutput:
+        heads = step.heads
+        pred = fill_holes(heads.low_res_masks[i : i + 1].float(), self.fill_hole_area)
+        memory_id = None
+        if step.memory_features is not None:
+            memory_id = self.vault.put(step.memory_features[i : i + 1].to(MEMORY_DTYPE))
+        return FrameOutput(
+            pred_masks_id=self.vault.put(pred),
+            obj_ptr=heads.obj_ptr[i : i + 1].float().cpu(),
+            object_score=float(heads.object_score_logits[i, 0]),
+            memory_id=memory_id,
+        )
+
