@@ -1,0 +1,220 @@
+"""Memory attention: conditions the current frame's features on the memories of earlier frames.
+
+After sam2/modeling/memory_attention.py (``MemoryAttentionLayer``, ``MemoryAttention``) and ``RoPEAttention`` in
+sam2/modeling/sam/transformer.py, with SAM 2's fixed settings: pre-norm layers, RoPE in self- and cross-attention,
+the memories' positional encoding added to the cross-attention keys only, ReLU MLP, 0.1 · pos added at the input.
+
+The memory keys and values depend only on the memory, not on the current frame or on the layer's input, so they are
+projected (and the keys rotated) by ``project_memory``, apart from the attention itself: a caller may keep them for a
+memory frame that stays in the memory bank over several frames.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from napari_sam2.model.attention import Attention
+from napari_sam2.model.common import activation_fn
+from napari_sam2.model.config import SAM2Config
+from napari_sam2.model.rotary import apply_rotary, compute_axial_rotation, rotate_keys
+
+MemoryKV = tuple[torch.Tensor, torch.Tensor]
+
+
+def grid_of(num_tokens: int) -> tuple[int, int]:
+    """(h, w) of a square grid of ``num_tokens`` tokens (SAM 2's features are square, like Meta assumes)."""
+    side = math.isqrt(num_tokens)
+    if side * side != num_tokens:
+        raise ValueError(f"{num_tokens} tokens are not a square grid; pass feat_hw")
+    return side, side
+
+
+class RoPEAttention(Attention):
+    """Attention with axial rotary position encoding of queries and keys.
+
+    Queries are one grid of tokens; keys are, with ``rope_k_repeat``, several grids of the same size (memory frames),
+    optionally followed by ``num_k_exclude_rope`` tokens that are not rotated (object pointers).
+    Holds no state besides its projections: the rotation is computed per call, on the input's device.
+
+    forward: q (B, Nq, embedding_dim), k and v (B, Nk, kv_in_dim) → (B, Nq, embedding_dim).
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_heads: int,
+        downsample_rate: int = 1,
+        kv_in_dim: int | None = None,
+        rope_theta: float = 10000.0,
+        rope_k_repeat: bool = False,
+    ) -> None:
+        super().__init__(embedding_dim, num_heads, downsample_rate=downsample_rate, kv_in_dim=kv_in_dim)
+        self.head_dim = self.internal_dim // num_heads
+        self.rope_theta = rope_theta
+        self.rope_k_repeat = rope_k_repeat
+
+    def rotation(self, feat_hw: tuple[int, int], device: torch.device) -> torch.Tensor:
+        """cos/sin table (h · w, head_dim / 2, 2) of a feature grid of height h and width w."""
+        h, w = feat_hw
+        return compute_axial_rotation(self.head_dim, end_x=w, end_y=h, theta=self.rope_theta, device=device)
+
+    def project_queries(self, q: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+        """q (B, Nq, embedding_dim) → rotated heads (B, heads, Nq, head_dim)."""
+        return apply_rotary(self.separate_heads(self.q_proj(q)), rotation)
+
+    def project_keys_values(
+        self, k: torch.Tensor, v: torch.Tensor, rotation: torch.Tensor, num_k_exclude_rope: int = 0
+    ) -> MemoryKV:
+        """k, v (B, Nk, kv_in_dim) → heads (B, heads, Nk, head_dim); keys rotated except the last
+        ``num_k_exclude_rope``."""
+        k = self.separate_heads(self.k_proj(k))
+        v = self.separate_heads(self.v_proj(v))
+        if not self.rope_k_repeat and k.shape[-2] - num_k_exclude_rope != rotation.shape[0]:
+            raise ValueError("keys longer than the query grid need rope_k_repeat=True")
+        return rotate_keys(k, rotation, num_k_exclude_rope), v
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        num_k_exclude_rope: int = 0,
+        rotation: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``rotation``: the table of the queries' grid (``self.rotation``), by default of a square of Nq tokens."""
+        if rotation is None:
+            rotation = self.rotation(grid_of(q.shape[1]), q.device)
+        keys, values = self.project_keys_values(k, v, rotation, num_k_exclude_rope)
+        return self.attend(self.project_queries(q, rotation), keys, values)
+
+
+class MemoryAttentionLayer(nn.Module):
+    """Pre-norm layer: RoPE self-attention on the current frame, RoPE cross-attention to the memory, MLP.
+
+    Tensors are batch-first here. forward: tgt (B, HW, d_model) → (B, HW, d_model).
+    """
+
+    def __init__(
+        self,
+        d_model: int = 256,
+        dim_feedforward: int = 2048,
+        num_heads: int = 1,
+        kv_in_dim: int = 64,
+        rope_theta: float = 10000.0,
+        activation: str = "relu",
+    ) -> None:
+        super().__init__()
+        self.self_attn = RoPEAttention(d_model, num_heads, rope_theta=rope_theta)
+        self.cross_attn_image = RoPEAttention(
+            d_model, num_heads, kv_in_dim=kv_in_dim, rope_theta=rope_theta, rope_k_repeat=True
+        )
+        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.norm3 = nn.LayerNorm(d_model)
+        self.activation = activation_fn(activation)
+
+    def project_memory(
+        self, memory: torch.Tensor, memory_pos: torch.Tensor, rotation: torch.Tensor, num_obj_ptr_tokens: int = 0
+    ) -> MemoryKV:
+        """memory, memory_pos (B, M, kv_in_dim) → cross-attention keys and values (B, heads, M, head_dim).
+
+        Keys see the positional encoding (pos_enc_at_cross_attn_keys), values do not.
+        """
+        return self.cross_attn_image.project_keys_values(
+            memory + memory_pos, memory, rotation, num_k_exclude_rope=num_obj_ptr_tokens
+        )
+
+    def forward(self, tgt: torch.Tensor, memory_kv: MemoryKV, rotation: torch.Tensor) -> torch.Tensor:
+        """tgt (B, HW, d_model); ``memory_kv`` from ``project_memory``; ``rotation`` of the HW grid."""
+        # self-attention, no positional encoding added to q/k (pos_enc_at_attn=False)
+        x = self.norm1(tgt)
+        tgt = tgt + self.self_attn(x, x, x, rotation=rotation)
+        # cross-attention, queries without positional encoding (pos_enc_at_cross_attn_queries=False)
+        x = self.norm2(tgt)
+        attn = self.cross_attn_image
+        tgt = tgt + attn.attend(attn.project_queries(x, rotation), *memory_kv)
+        # MLP
+        return tgt + self.linear2(self.activation(self.linear1(self.norm3(tgt))))
+
+
+class MemoryAttention(nn.Module):
+    """A stack of ``MemoryAttentionLayer`` and a final LayerNorm.
+
+    forward: curr, curr_pos (HW, B, d_model) and memory, memory_pos (M, B, kv_in_dim), all sequence-first, where the
+    memory is spatial memories of the HW grid (any number of frames) followed by ``num_obj_ptr_tokens`` object-pointer
+    tokens → (HW, B, d_model).
+    """
+
+    def __init__(
+        self,
+        d_model: int = 256,
+        num_layers: int = 4,
+        dim_feedforward: int = 2048,
+        num_heads: int = 1,
+        kv_in_dim: int = 64,
+        rope_theta: float = 10000.0,
+        activation: str = "relu",
+    ) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.layers = nn.ModuleList(
+            MemoryAttentionLayer(d_model, dim_feedforward, num_heads, kv_in_dim, rope_theta, activation)
+            for _ in range(num_layers)
+        )
+        self.norm = nn.LayerNorm(d_model)
+
+    def rotation(self, feat_hw: tuple[int, int], device: torch.device) -> torch.Tensor:
+        """The RoPE cos/sin table of a feature grid, shared by all layers (they have the same head dim)."""
+        return self.layers[0].self_attn.rotation(feat_hw, device)
+
+    def project_memory(
+        self,
+        memory: torch.Tensor,
+        memory_pos: torch.Tensor,
+        num_obj_ptr_tokens: int,
+        feat_hw: tuple[int, int],
+    ) -> list[MemoryKV]:
+        """Per layer, the cross-attention keys and values (B, heads, M, head_dim) of a sequence-first memory
+        (M, B, kv_in_dim) whose spatial part is frames of the ``feat_hw`` grid."""
+        rotation = self.rotation(feat_hw, memory.device)
+        memory, memory_pos = memory.transpose(0, 1), memory_pos.transpose(0, 1)
+        return [layer.project_memory(memory, memory_pos, rotation, num_obj_ptr_tokens) for layer in self.layers]
+
+    def forward(
+        self,
+        curr: torch.Tensor,
+        curr_pos: torch.Tensor,
+        memory: torch.Tensor,
+        memory_pos: torch.Tensor,
+        num_obj_ptr_tokens: int = 0,
+        feat_hw: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """``feat_hw``: the (h, w) grid of the current frame, by default the square of HW tokens."""
+        if curr.shape[1] != memory.shape[1]:
+            raise ValueError(f"batch sizes differ: current frame {curr.shape[1]}, memory {memory.shape[1]}")
+        feat_hw = feat_hw or grid_of(curr.shape[0])
+        memory_kv = self.project_memory(memory, memory_pos, num_obj_ptr_tokens, feat_hw)
+        rotation = self.rotation(feat_hw, curr.device)
+        output = (curr + 0.1 * curr_pos).transpose(0, 1)  # pos_enc_at_input, then batch-first
+        for layer, kv in zip(self.layers, memory_kv, strict=True):
+            output = layer(output, kv, rotation)
+        return self.norm(output).transpose(0, 1)
+
+
+def build_memory_attention(config: SAM2Config) -> MemoryAttention:
+    """SAM 2's memory attention (all published models share it). The RoPE grid follows the input's size
+    (``config.feat_size`` squared), so one module serves every image size."""
+    return MemoryAttention(
+        d_model=config.d_model,
+        num_layers=config.memory_attention_layers,
+        dim_feedforward=config.memory_attention_ffn_dim,
+        num_heads=1,
+        kv_in_dim=config.mem_dim,
+        rope_theta=config.rope_theta,
+        activation="relu",
+    )
