@@ -1,0 +1,124 @@
+"""How new content is merged into a stored 2D label frame, and where each object's content came from.
+
+Provenance: per frame and object, one of ``"prompt"`` (a result computed on a frame the user prompted),
+``"propagation"`` (a result carried there by SAM 2's memory) or ``"manual"`` (painted by hand).
+
+Merge rule of :func:`merge_result` — a result ``(obj_ids, logits)`` written to a frame:
+
+1. *User edits win.* With ``source="propagation"``, objects of the result whose content on this frame is
+   ``"manual"`` are dropped from it: their hand-painted pixels stay exactly as painted. (A ``"prompt"`` result is a
+   newer user action than the painting and replaces it.)
+2. *A result replaces the previous pixels of the objects it carries*: those pixels are cleared first.
+3. Each pixel goes to the carried object with the highest logit, if that logit is > 0 (ties: first in
+   ``obj_ids``); where two objects claim a pixel, the higher score wins.
+4. A claimed pixel held by an object painted by hand on this frame (``"manual"``, not carried) is kept for that
+   object; a claimed pixel held by any other object not carried goes to the new result (the newest result wins over
+   older automatic content). Pixels no carried object claims keep their owner.
+5. Every carried object's provenance on this frame becomes ``source`` (also when it ends up with no pixels: the
+   result said it is absent here).
+
+:func:`merge_manual` stores the painted frame as given and marks ``"manual"`` every object whose pixels changed
+(gained or lost, erased ones included), or the objects named explicitly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from napari_sam2.io.errors import LabelStoreError
+
+MANUAL = "manual"
+PROMPT = "prompt"
+PROPAGATION = "propagation"
+RESULT_SOURCES = (PROMPT, PROPAGATION)
+PROVENANCES = (PROMPT, PROPAGATION, MANUAL)
+MAX_LABEL = np.iinfo(np.uint32).max
+
+Provenance = dict[int, str]
+
+
+def check_obj_ids(obj_ids: Iterable[int]) -> list[int]:
+    """``obj_ids`` as a list of distinct ints in 1 … 2**32 - 1; raises :class:`LabelStoreError` otherwise."""
+    ids = [int(o) for o in obj_ids]
+    if len(set(ids)) != len(ids):
+        raise LabelStoreError(f"object ids {ids} are not distinct")
+    bad = [o for o in ids if not 0 < o <= MAX_LABEL]
+    if bad:
+        raise LabelStoreError(f"object ids must be in 1..{MAX_LABEL} (0 is background), got {bad}")
+    return ids
+
+
+def merge_result(
+    current: np.ndarray,
+    provenance: Mapping[int, str],
+    obj_ids: Sequence[int],
+    logits: np.ndarray,
+    source: str,
+) -> tuple[np.ndarray, Provenance]:
+    """The frame after writing a result, and its provenance (see the module rule).
+
+    ``current``: (H, W) uint32 stored labels; ``logits``: (K, H, W) float, one plane per id of ``obj_ids``.
+    """
+    if source not in RESULT_SOURCES:
+        raise LabelStoreError(f"source must be one of {RESULT_SOURCES}, got {source!r}")
+    ids = check_obj_ids(obj_ids)
+    logits = np.asarray(logits)
+    if logits.ndim != 3 or logits.shape[0] != len(ids) or logits.shape[1:] != current.shape:
+        raise LabelStoreError(
+            f"logits of shape {logits.shape} do not fit {len(ids)} objects on a frame of shape {current.shape}; "
+            "expected (K, H, W)"
+        )
+    keep = [k for k, o in enumerate(ids) if not (source == PROPAGATION and provenance.get(o) == MANUAL)]
+    carried = np.asarray([ids[k] for k in keep], dtype=np.uint32)
+    out = current.copy()
+    if carried.size:
+        out[np.isin(out, carried)] = 0
+        scores = logits[keep].astype(np.float32, copy=False)
+        if np.isnan(scores).any():
+            scores = np.where(np.isnan(scores), -np.inf, scores)
+        best = scores.argmax(axis=0)
+        claimed = np.take_along_axis(scores, best[None], axis=0)[0] > 0
+        manual_others = [o for o, s in provenance.items() if s == MANUAL and o not in set(carried.tolist())]
+        if manual_others:
+            claimed &= ~np.isin(out, np.asarray(manual_others, dtype=np.uint32))
+        out[claimed] = carried[best[claimed]]
+    new_provenance = dict(provenance)
+    for o in carried.tolist():
+        new_provenance[int(o)] = source
+    return out, new_provenance
+
+
+def check_label_frame(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``labels`` as a (H, W) uint32 frame; raises :class:`LabelStoreError` for a wrong shape, dtype or value."""
+    labels = np.asarray(labels)
+    if labels.shape != tuple(shape):
+        raise LabelStoreError(f"a label frame of shape {labels.shape} does not fit frames of shape {tuple(shape)}")
+    if labels.dtype.kind == "b":
+        return labels.astype(np.uint32)
+    if labels.dtype.kind not in "iu":
+        raise LabelStoreError(f"label frames must hold integers, got dtype {labels.dtype}")
+    if labels.size and (labels.min() < 0 or labels.max() > MAX_LABEL):
+        raise LabelStoreError(f"label values must be in 0..{MAX_LABEL}, got {labels.min()}..{labels.max()}")
+    return labels.astype(np.uint32, copy=False)
+
+
+def merge_manual(
+    current: np.ndarray,
+    provenance: Mapping[int, str],
+    painted: np.ndarray,
+    obj_ids: Iterable[int] | None = None,
+) -> tuple[np.ndarray, Provenance]:
+    """The painted frame (stored as given) and its provenance: changed (or named) objects become ``"manual"``."""
+    painted = check_label_frame(painted, current.shape)
+    if obj_ids is None:
+        changed = current != painted
+        marked = set(np.unique(current[changed]).tolist()) | set(np.unique(painted[changed]).tolist())
+        marked.discard(0)
+    else:
+        marked = set(check_obj_ids(obj_ids))
+    new_provenance = dict(provenance)
+    for o in marked:
+        new_provenance[int(o)] = MANUAL
+    return painted.copy(), new_provenance
