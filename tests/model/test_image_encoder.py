@@ -168,15 +168,7 @@ def test_image_encoder_rejects_mismatched_neck():
         ImageEncoder(trunk, FpnNeck(256, (96, 192, 384, 768)))
 
 
-_LARGE_BKG = pytest.mark.xfail(
-    strict=True,
-    reason="config.py: Meta's large YAMLs set window_pos_embed_bkg_spatial_size [7, 7]; _LARGE keeps (14, 14)",
-)
-
-
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=_LARGE_BKG) if n.endswith("large") else n for n in MODEL_NAMES]
-)
+@pytest.mark.parametrize("name", MODEL_NAMES)
 def test_trunk_config_matches_reference_yaml(name):
     """Our HieraConfig holds what Meta's YAML gives the trunk (else checkpoints would not load)."""
     require_reference()

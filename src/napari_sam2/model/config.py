@@ -105,7 +105,7 @@ _SMALL = HieraConfig(embed_dim=96, num_heads=1, stages=(1, 2, 11, 2), global_att
                      window_pos_embed_bkg_spatial_size=(7, 7))
 _BASE_PLUS = HieraConfig(embed_dim=112, num_heads=2)
 _LARGE = HieraConfig(embed_dim=144, num_heads=2, stages=(2, 6, 36, 4), global_att_blocks=(23, 33, 43),
-                     window_spec=(8, 4, 16, 8))
+                     window_spec=(8, 4, 16, 8), window_pos_embed_bkg_spatial_size=(7, 7))
 
 _SAM2_0 = dict(no_obj_embed_spatial=False, add_tpos_enc_to_obj_ptrs=False, proj_tpos_enc_in_obj_ptrs=False,
                use_signed_tpos_enc_to_obj_ptrs=False)
