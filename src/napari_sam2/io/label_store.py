@@ -202,7 +202,7 @@ class LabelStore:
     @property
     def objects(self) -> dict[int, ObjectInfo]:
         """The session's objects by id."""
-        return dict(self._objects)
+        return dict(sorted(self._objects.items()))
 
     def add_object(
         self, obj_id: int, name: str | None = None, colour: str | Sequence[float] | None = None
