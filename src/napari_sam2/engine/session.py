@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from napari_sam2.model import SAM2Model
 
+from . import persistence
 from .device import compute_context, pick_device
 from .features import FeatureCache
 from .frames import FramePreparer
@@ -178,7 +179,12 @@ class Session:
 
     # -- propagation ---------------------------------------------------------------------------------------
     def propagate(
-        self, *, start: int | None = None, direction: str = "forward", max_frames: int | None = None
+        self,
+        *,
+        start: int | None = None,
+        direction: str = "forward",
+        max_frames: int | None = None,
+        lost_patience: int | None = None,
     ) -> Iterator[FrameResult]:
         """Track every object through the stack, yielding each frame's result as it is computed.
 
@@ -186,7 +192,9 @@ class Session:
         of a correction re-propagates only from there on — the "from here" mode: faster, and frames before
         it keep their results. direction: "forward", "backward" or "both" (forward from start, then backward
         from start; the start frame is yielded by both passes). max_frames: how many frames past start each
-        pass goes at most (the reference's ``max_frame_num_to_track``). Stopping early (break, close, an
+        pass goes at most (the reference's ``max_frame_num_to_track``). lost_patience: stop tracking an object
+        for the rest of a pass once its object score was negative on that many frames in a row (against false
+        positives after an object is gone); its later frames get no result. Stopping early (break, close, an
         exception) leaves the session consistent: every yielded frame is stored, no later frame is touched.
         """
         if direction not in DIRECTIONS:
@@ -194,8 +202,10 @@ class Session:
         if start is not None:
             self._check_frame(start)
         passes = {"forward": [False], "backward": [True], "both": [False, True]}[direction]
+        if lost_patience is not None and lost_patience < 1:
+            raise ValueError(f"lost_patience must be at least 1, got {lost_patience}")
         for reverse in passes:
-            yield from self._propagate_pass(start, reverse, max_frames)
+            yield from self._propagate_pass(start, reverse, max_frames, lost_patience)
 
     def result(self, frame: int) -> FrameResult:
         """The current result of every object on ``frame`` (newest prompt output, else tracked output)."""
@@ -204,7 +214,18 @@ class Session:
         return self._frame_result(frame, outputs)
 
     # -- internals -----------------------------------------------------------------------------------------
-    def _propagate_pass(self, start: int | None, reverse: bool, max_frames: int | None) -> Iterator[FrameResult]:
+    def save_state(self, path, *, next_frame: int | None = None, reverse: bool = False) -> None:
+        """Write prompts and memory to ``path`` (see ``persistence.save_state``); with ``next_frame`` only
+        the memories that frame needs, for resuming a propagation there."""
+        persistence.save_state(self, path, next_frame=next_frame, reverse=reverse)
+
+    def load_state(self, path) -> None:
+        """Replace all objects by those of a state file saved over the same stack and model."""
+        persistence.load_state(self, path)
+
+    def _propagate_pass(
+        self, start: int | None, reverse: bool, max_frames: int | None, lost_patience: int | None
+    ) -> Iterator[FrameResult]:
         with compute_context(self.device, self.precision):
             self._consolidate_prompts()
         if start is None:
@@ -215,31 +236,43 @@ class Session:
         else:
             order = range(start, min(start + span, self.num_frames - 1) + 1)
         order = list(order)
+        absent_run = {obj_id: 0 for obj_id in self._tracks}
         for i, frame in enumerate(order):
+            stopped = {o for o, n in absent_run.items() if lost_patience is not None and n >= lost_patience}
             with compute_context(self.device, self.precision):
-                outputs = self._track_frame(frame, reverse, upcoming=order[i + 1 : i + 1 + 8])
+                outputs = self._track_frame(frame, reverse, upcoming=order[i + 1 : i + 1 + 8], skip=stopped)
+            for track, output in zip(self._tracks.values(), outputs, strict=True):
+                if output is None or track.obj_id not in absent_run:
+                    continue
+                prompted = frame in track.cond  # a prompt says the object is there, whatever its score
+                absent_run[track.obj_id] = 0 if prompted or output.object_score > 0 else absent_run[track.obj_id] + 1
             yield self._frame_result(frame, outputs)
 
-    def _track_frame(self, frame: int, reverse: bool, upcoming: Sequence[int]) -> list[FrameOutput]:
-        """Compute every object not prompted on ``frame``, batched by memory plan, then commit all at once."""
+    def _track_frame(
+        self, frame: int, reverse: bool, upcoming: Sequence[int], skip: set[int] = frozenset()
+    ) -> list[FrameOutput | None]:
+        """Compute every object not prompted on ``frame`` (nor in ``skip``), batched by memory plan, then
+        commit all at once; skipped objects lose any older result on this frame."""
         groups: dict[Any, list[ObjectTrack]] = {}
-        plans = {}
         for track in self._tracks.values():
-            if frame not in track.cond:
+            if frame not in track.cond and track.obj_id not in skip:
                 plan = plan_memory(track, frame, reverse=reverse, num_frames=self.num_frames,
                                    config=self.model.config)
                 groups.setdefault(plan, []).append(track)
-                plans[track.obj_id] = plan
         new: dict[int, FrameOutput] = {}
         for plan, tracks in groups.items():
             for track, output in zip(tracks, self.tracker.run_tracking(tracks, frame, plan, upcoming), strict=True):
                 new[track.obj_id] = output
         for track in self._tracks.values():  # commit: nothing above changed the session
+            if track.obj_id in skip and frame not in track.cond:
+                self.tracker.discard(track.non_cond.pop(frame, None))
+                track.tracked.pop(frame, None)
+                continue
             if track.obj_id in new:
                 self.tracker.discard(track.non_cond.get(frame))
                 track.non_cond[frame] = new[track.obj_id]
             track.tracked[frame] = reverse
-        return [new.get(t.obj_id) or t.cond[frame] for t in self._tracks.values()]
+        return [new.get(t.obj_id) or t.cond.get(frame) for t in self._tracks.values()]
 
     def _consolidate_prompts(self) -> None:
         """Encode the memory of prompt outputs and move them into the objects' memory banks

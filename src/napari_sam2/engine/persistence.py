@@ -1,0 +1,112 @@
+"""Saving and restoring a session's prompts and memory, so interrupted work continues exactly.
+
+A state file holds every object's prompts, its conditioning-frame outputs (with their spatial memories), its
+pending prompt outputs, which frames it tracked and in which direction, and — all of them, or only those
+the next frame to compute can attend to — its tracked-frame outputs. Restoring it into a new session over
+the same stack and model, then propagating on from that next frame, gives the same results as a run that
+was never interrupted. Files are written to a temporary name and renamed, so a crash leaves the previous
+state file intact.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from .state import FrameOutput, ObjectTrack, PointPrompt
+
+if TYPE_CHECKING:
+    from .session import Session
+
+FORMAT = "napari-sam2 session state 1"
+
+
+class SessionStateError(ValueError):
+    """A state file that does not belong to this session's stack or model."""
+
+
+def memory_window(session: Session, next_frame: int, reverse: bool) -> set[int]:
+    """Tracked frames the memory bank of ``next_frame`` may read (recent memories and object pointers)."""
+    cfg = session.model.config
+    reach = max(cfg.num_maskmem, cfg.max_obj_ptrs_in_encoder) * cfg.memory_temporal_stride_for_eval
+    step = 1 if reverse else -1
+    return {next_frame + step * d for d in range(1, reach)}
+
+
+def save_state(session: Session, path: str | Path, *, next_frame: int | None = None, reverse: bool = False) -> None:
+    """Write the session's state to ``path``; with ``next_frame``, tracked outputs are limited to the ones
+    that frame's memory needs (a few megabytes per object instead of the whole stack)."""
+    keep = None if next_frame is None else memory_window(session, next_frame, reverse)
+    tracker = session.tracker
+
+    def output(o: FrameOutput) -> dict:
+        memory = None if o.memory_id is None else tracker.vault.get(o.memory_id)
+        return {"pred_masks": tracker.vault.get(o.pred_masks_id), "obj_ptr": o.obj_ptr,
+                "object_score": o.object_score, "memory": memory}
+
+    objects = []
+    for track in session._tracks.values():
+        objects.append({
+            "obj_id": track.obj_id,
+            "points": {f: (p.coords, p.labels) for f, p in track.points.items()},
+            "masks": dict(track.masks),
+            "cond": {f: output(o) for f, o in track.cond.items()},
+            "non_cond": {f: output(o) for f, o in track.non_cond.items() if keep is None or f in keep},
+            "pending_cond": {f: output(o) for f, o in track.pending_cond.items()},
+            "pending_non_cond": {f: output(o) for f, o in track.pending_non_cond.items()},
+            "tracked": dict(track.tracked),
+        })
+    state = {
+        "format": FORMAT,
+        "model": session.model.config.name,
+        "image_size": session.model.image_size,
+        "frames": (session.num_frames, session.height, session.width),
+        "memory_pos": tracker._memory_pos.cpu() if tracker._memory_pos is not None else None,
+        "objects": objects,
+    }
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_state(session: Session, path: str | Path) -> None:
+    """Replace the session's objects by those saved in ``path`` (which must fit its stack and model)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise SessionStateError(f"{path} is not a readable napari-sam2 session state ({err})") from err
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise SessionStateError(f"{path} is not a napari-sam2 session state file")
+    expected = (session.model.config.name, session.model.image_size, (session.num_frames, session.height,
+                                                                      session.width))
+    found = (state["model"], state["image_size"], tuple(state["frames"]))
+    if found != expected:
+        raise SessionStateError(
+            f"{path} was saved for model {found[0]} at {found[1]} px over {found[2][0]} frames of "
+            f"{found[2][1]}×{found[2][2]}; this session has {expected[0]} at {expected[1]} px over "
+            f"{expected[2][0]} frames of {expected[2][1]}×{expected[2][2]}"
+        )
+    session.reset()
+    tracker = session.tracker
+    if state["memory_pos"] is not None:
+        tracker._memory_pos = state["memory_pos"].to(session.device)
+
+    def output(d: dict) -> FrameOutput:
+        memory = None if d["memory"] is None else tracker.vault.put(d["memory"])
+        return FrameOutput(tracker.vault.put(d["pred_masks"]), d["obj_ptr"], float(d["object_score"]), memory)
+
+    for saved in state["objects"]:
+        track = ObjectTrack(int(saved["obj_id"]))
+        track.points = {int(f): PointPrompt(c, lab) for f, (c, lab) in saved["points"].items()}
+        track.masks = {int(f): m for f, m in saved["masks"].items()}
+        for name in ("cond", "non_cond", "pending_cond", "pending_non_cond"):
+            setattr(track, name, {int(f): output(d) for f, d in saved[name].items()})
+        track.tracked = {int(f): bool(r) for f, r in saved["tracked"].items()}
+        session._tracks[track.obj_id] = track
