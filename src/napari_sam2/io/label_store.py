@@ -53,10 +53,10 @@ class LabelStore:
     """Labels of a stack plus the session's objects, prompts and provenance. Use ``create``, ``open`` or
     ``for_source``; address 2D frames through :meth:`frame_view` (or the store itself when it has one frame axis)."""
 
-    def __init__(self, path: Path, group: zarr.Group, *, read_only: bool) -> None:
+    def __init__(self, path: Path, group: zarr.Group, labels: zarr.Array, *, read_only: bool) -> None:
         self.path = Path(path)
         self._group = group
-        self._labels = group["labels"]
+        self._labels = labels
         self.read_only = read_only
         self._records = SessionRecords(self.path, group.store)
         self._lock = threading.RLock()
@@ -94,7 +94,7 @@ class LabelStore:
             if not existed and path.exists():
                 remove_tree(path)
             raise write_error("create a label store at", path, exc) from exc
-        return cls(path, zarr.open_group(store=zstore, mode="r+"), read_only=False)
+        return cls(path, group, group["labels"], read_only=False)
 
     @classmethod
     def open(cls, path: Path | str, *, read_only: bool = False) -> LabelStore:
@@ -104,17 +104,20 @@ class LabelStore:
             raise LabelStoreError(f"{path} does not exist or is not a folder: no label store there")
         store = LocalStore(path, read_only=True) if read_only else AtomicLocalStore(path)
         try:
-            group = zarr.open_group(store=store, mode="r" if read_only else "r+")
+            group = zarr.open_group(store=store, mode="r" if read_only else "r+", zarr_format=3, use_consolidated=False)
         except Exception as exc:
-            raise LabelStoreError(f"{path} is not a zarr group, so not a label store: {exc}") from exc
+            raise LabelStoreError(f"{path} is not a zarr v3 group, so not a label store: {exc}") from exc
         if FORMAT_KEY not in group.attrs:
             raise LabelStoreError(f"{path} is a zarr group but not a napari-sam2 label store (no {FORMAT_KEY!r} tag)")
-        if "labels" not in group or not isinstance(group["labels"], zarr.Array):
+        try:
+            labels = group["labels"]
+        except KeyError:
+            labels = None
+        if not isinstance(labels, zarr.Array):
             raise LabelStoreError(f"{path} has no 'labels' array (its creation was interrupted?)")
-        labels = group["labels"]
         if labels.dtype != np.uint32 or labels.ndim < 3:
             raise LabelStoreError(f"{path}: 'labels' is {labels.dtype} {labels.shape}, expected uint32 with ≥3 axes")
-        return cls(path, group, read_only=read_only)
+        return cls(path, group, labels, read_only=read_only)
 
     @classmethod
     def for_source(cls, path: Path | str, source: Any) -> LabelStore:
@@ -324,7 +327,10 @@ class LabelStore:
         self, coords: Sequence[int], labels2d: np.ndarray, *, obj_ids: Iterable[int] | None = None
     ) -> np.ndarray:
         """Store a hand-painted frame as given; changed (or named) objects become ``"manual"`` there."""
-        return self._modify_plane(coords, lambda lab, prov: merge_manual(lab, prov, labels2d, obj_ids))
+        new_labels = self._modify_plane(coords, lambda lab, prov: merge_manual(lab, prov, labels2d, obj_ids))
+        with self._lock:
+            self._ensure_objects(o for o in np.unique(new_labels).tolist() if o)  # every painted id is an object
+        return new_labels
 
     # ----------------------------------------------------------------- prompts
     def add_prompt_record(self, prompt: Prompt) -> Prompt:

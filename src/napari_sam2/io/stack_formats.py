@@ -138,7 +138,8 @@ def _open_tiff_sequence(path: Path, files: list[Path]) -> RawStack:
 
 def _open_zarr_path(path: Path) -> RawStack:
     try:
-        node = zarr.open(store=LocalStore(path, read_only=True), mode="r")
+        zarr_format = 3 if (path / "zarr.json").is_file() else 2  # no probing of the other format's files
+        node = zarr.open(store=LocalStore(path, read_only=True), mode="r", zarr_format=zarr_format)
     except Exception as exc:
         raise StackError(f"{path} is not a readable zarr array or group: {exc}") from exc
     if isinstance(node, zarr.Group):
