@@ -11,7 +11,6 @@ conditioning frame, so re-propagation keeps it — the reference's ``add_all_fra
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,20 +34,39 @@ NO_OBJECT_LOGIT = -1024.0  # logits of an object with no result on a frame (NO_O
 DIRECTIONS = ("forward", "backward", "both")
 
 
-@dataclass(frozen=True)
 class FrameResult:
-    """All objects' results on one frame: logits (len(obj_ids), H, W) float32 at the frame's resolution,
-    and their object-score logits (len(obj_ids),) (< 0: the object is predicted absent)."""
+    """All objects' results on one frame: ``logits`` (len(obj_ids), H, W) float32 at the frame's resolution,
+    and their object-score logits ``object_scores`` (len(obj_ids),) (< 0: the object is predicted absent).
 
-    frame: int
-    obj_ids: tuple[int, ...]
-    logits: np.ndarray
-    object_scores: np.ndarray
+    The logits stay on the compute device until first read, so a consumer that needs only ``masks`` (or
+    nothing, e.g. while skipping frames) does not pay for moving float32 images off the GPU.
+    """
+
+    __slots__ = ("frame", "obj_ids", "object_scores", "_logits", "_device_logits")
+
+    def __init__(self, frame: int, obj_ids: tuple[int, ...], logits, object_scores: np.ndarray) -> None:
+        self.frame = frame
+        self.obj_ids = tuple(obj_ids)
+        self.object_scores = object_scores
+        self._logits = logits if isinstance(logits, np.ndarray) else None
+        self._device_logits = None if isinstance(logits, np.ndarray) else logits
+
+    @property
+    def logits(self) -> np.ndarray:
+        if self._logits is None:
+            self._logits = self._device_logits.float().cpu().numpy()
+            self._device_logits = None
+        return self._logits
 
     @property
     def masks(self) -> np.ndarray:
         """(len(obj_ids), H, W) bool."""
-        return self.logits > 0
+        if self._logits is None:
+            return (self._device_logits > 0).cpu().numpy()
+        return self._logits > 0
+
+    def __repr__(self) -> str:
+        return f"FrameResult(frame={self.frame}, obj_ids={self.obj_ids})"
 
 
 class Session:
@@ -88,7 +106,7 @@ class Session:
         self.features = FeatureCache(model, self.preparer, self.device, max_bytes=feature_cache_bytes,
                                      batch_size=encoder_batch_size)
         self.vault = TensorVault(host_budget_bytes=host_budget_bytes, device=self.device,
-                                 device_slots=64, spill_dir=spill_dir)
+                                 device_slots=64 if self.device.type != "cpu" else 0, spill_dir=spill_dir)
         self.tracker = Tracker(model, self.features, self.vault, num_frames=self.num_frames,
                                fill_hole_area=fill_hole_area)
         self._tracks: dict[int, ObjectTrack] = {}
@@ -230,6 +248,7 @@ class Session:
             self._consolidate_prompts()
         if start is None:
             start = min(f for t in self._tracks.values() for f in t.cond)
+        self._size_device_window()
         span = self.num_frames if max_frames is None else max_frames
         if reverse:
             order = range(start, max(start - span, 0) - 1, -1) if start > 0 else range(0)
@@ -247,6 +266,14 @@ class Session:
                 prompted = frame in track.cond  # a prompt says the object is there, whatever its score
                 absent_run[track.obj_id] = 0 if prompted or output.object_score > 0 else absent_run[track.obj_id] + 1
             yield self._frame_result(frame, outputs)
+
+    def _size_device_window(self) -> None:
+        """Room on the device for what the next frames read: prompted frames and the recent-memory and
+        pointer window of every object (two tensors each), so the window never goes back to the host."""
+        cfg = self.model.config
+        window = max(cfg.num_maskmem, cfg.max_obj_ptrs_in_encoder) + 2
+        per_object = max((len(t.cond) for t in self._tracks.values()), default=0) + window
+        self.vault.device_slots = 0 if self.device.type == "cpu" else 2 * per_object * len(self._tracks)
 
     def _track_frame(
         self, frame: int, reverse: bool, upcoming: Sequence[int], skip: set[int] = frozenset()
@@ -348,7 +375,7 @@ class Session:
                 low[i] = self.tracker.logits(output)[0]
                 scores[i] = output.object_score
         logits = to_frame_resolution(low, self.height, self.width)
-        return FrameResult(frame, obj_ids, logits.cpu().numpy().astype(np.float32, copy=False), scores)
+        return FrameResult(frame, obj_ids, logits, scores)
 
     def _track(self, obj_id: int) -> ObjectTrack:
         try:

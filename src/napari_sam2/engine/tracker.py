@@ -76,7 +76,7 @@ class Tracker:
             prev_mask_logits=None if prev_logits is None else prev_logits.to(self.device),
             encode_memory=False,
         )
-        return self._store(step, 0)
+        return self._store(step)[0]
 
     def encode_memory(self, frame: int, outputs: Sequence[FrameOutput]) -> None:
         """Encode the spatial memory of prompt outputs on one frame, in one batch (``_run_memory_encoder``:
@@ -99,7 +99,7 @@ class Tracker:
         spatial, pointers = self._memories(tracks, plan)
         step = self.model.track_step(features, spatial=spatial, pointers=pointers, num_frames=self.num_frames)
         self._remember_memory_pos(step.memory_pos_enc)
-        return [self._store(step, i) for i in range(len(tracks))]
+        return self._store(step)
 
     def logits(self, output: FrameOutput) -> torch.Tensor:
         """(1, 1, S/4, S/4) float32 low-resolution logits of an output, on the compute device."""
@@ -135,16 +135,19 @@ class Tracker:
         if self._memory_pos is None and pos is not None:
             self._memory_pos = pos[:1].clone()
 
-    def _store(self, step: TrackStepOutput, i: int) -> FrameOutput:
+    def _store(self, step: TrackStepOutput) -> list[FrameOutput]:
+        """Hole-fill and store a batch's outputs, one host transfer for the small per-object values."""
         heads = step.heads
-        pred = fill_holes(heads.low_res_masks[i : i + 1].float(), self.fill_hole_area)
-        memory_id = None
-        if step.memory_features is not None:
-            memory_id = self.vault.put(step.memory_features[i : i + 1].to(MEMORY_DTYPE))
-        return FrameOutput(
-            pred_masks_id=self.vault.put(pred),
-            obj_ptr=heads.obj_ptr[i : i + 1].float().cpu(),
-            object_score=float(heads.object_score_logits[i, 0]),
-            memory_id=memory_id,
-        )
-
+        preds = fill_holes(heads.low_res_masks.float(), self.fill_hole_area)
+        scores = heads.object_score_logits[:, 0].float().cpu().tolist()
+        pointers = heads.obj_ptr.float().cpu()
+        memories = None if step.memory_features is None else step.memory_features.to(MEMORY_DTYPE)
+        return [
+            FrameOutput(
+                pred_masks_id=self.vault.put(preds[i : i + 1]),
+                obj_ptr=pointers[i : i + 1].clone(),
+                object_score=scores[i],
+                memory_id=None if memories is None else self.vault.put(memories[i : i + 1]),
+            )
+            for i in range(len(scores))
+        ]

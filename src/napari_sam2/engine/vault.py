@@ -46,31 +46,31 @@ class TensorVault:
         self.spilled_bytes = 0
 
     def __len__(self) -> int:
-        return len(self._host) + len(self._on_disk)
+        return len(self._host) + len(self._on_disk) + len(self._on_device)
 
     def put(self, tensor: torch.Tensor) -> int:
-        """Store a tensor (any device) and return its id. A device tensor also stays in the device window."""
+        """Store a tensor (any device) and return its id. A device tensor stays in the device window and is
+        copied to the host only when the window evicts it (one transfer, off the per-frame path)."""
         key = next(self._ids)
         if self.device_slots and tensor.device.type != "cpu":
-            self._remember_on_device(key, tensor)
-        host = tensor.detach().to("cpu", copy=tensor.device.type == "cpu")
-        self._host[key] = host
-        self.host_bytes += _nbytes(host)
-        self.peak_host_bytes = max(self.peak_host_bytes, self.host_bytes)
-        self._enforce_budget()
+            self._remember_on_device(key, tensor.detach())
+            return key
+        self._keep_on_host(key, tensor.detach().to("cpu", copy=tensor.device.type == "cpu"))
         return key
 
     def get(self, key: int, device: torch.device | str | None = None) -> torch.Tensor:
         """The tensor stored under ``key``, on ``device`` (default: the host). Do not modify it in place."""
         device = torch.device(device) if device is not None else torch.device("cpu")
-        if device.type != "cpu" and key in self._on_device:
+        if key in self._on_device:
             self._on_device.move_to_end(key)
-            return self._on_device[key]
+            tensor = self._on_device[key]
+            return tensor if device.type != "cpu" else tensor.cpu()
         host = self._host_copy(key)
         if device.type == "cpu":
             return host
         moved = host.to(device, non_blocking=True)
         if self.device_slots:
+            self._forget_host(key)
             self._remember_on_device(key, moved)
         return moved
 
@@ -78,16 +78,14 @@ class TensorVault:
         """Forget a tensor (no error if it is already gone or ``key`` is None)."""
         if key is None:
             return
-        host = self._host.pop(key, None)
-        if host is not None:
-            self.host_bytes -= _nbytes(host)
+        self._forget_host(key)
         spilled = self._on_disk.pop(key, None)
         if spilled is not None:
             spilled[0].unlink(missing_ok=True)
         self._on_device.pop(key, None)
 
     def clear(self) -> None:
-        for key in list(self._host) + list(self._on_disk):
+        for key in list(self._host) + list(self._on_disk) + list(self._on_device):
             self.discard(key)
         self._on_device.clear()
 
@@ -109,7 +107,19 @@ class TensorVault:
         self._on_device[key] = tensor
         self._on_device.move_to_end(key)
         while len(self._on_device) > self.device_slots:
-            self._on_device.popitem(last=False)
+            old_key, old = self._on_device.popitem(last=False)
+            self._keep_on_host(old_key, old.to("cpu"))
+
+    def _keep_on_host(self, key: int, host: torch.Tensor) -> None:
+        self._host[key] = host
+        self.host_bytes += _nbytes(host)
+        self.peak_host_bytes = max(self.peak_host_bytes, self.host_bytes)
+        self._enforce_budget(keep=key)
+
+    def _forget_host(self, key: int) -> None:
+        host = self._host.pop(key, None)
+        if host is not None:
+            self.host_bytes -= _nbytes(host)
 
     def _host_copy(self, key: int) -> torch.Tensor:
         if key in self._host:
@@ -125,10 +135,7 @@ class TensorVault:
         tensor = torch.from_numpy(array).reshape(shape)
         if carrier_np is not None:
             tensor = tensor.view(dtype)
-        self._host[key] = tensor
-        self.host_bytes += _nbytes(tensor)
-        self.peak_host_bytes = max(self.peak_host_bytes, self.host_bytes)
-        self._enforce_budget(keep=key)
+        self._keep_on_host(key, tensor)
         return tensor
 
     def _enforce_budget(self, keep: int | None = None) -> None:

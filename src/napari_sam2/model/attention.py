@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from .sdpa import scaled_dot_product_attention
 
 
 class Attention(nn.Module):
@@ -54,7 +55,7 @@ class Attention(nn.Module):
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Scaled dot-product attention on split heads, then the output projection → (B, Nq, embedding_dim)."""
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = scaled_dot_product_attention(q, k, v)
         return self.out_proj(self.recombine_heads(out))
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,239 @@
+"""napari-sam2's Session against Meta's SAM2VideoPredictor, in one process, on the same GPU and weights.
+
+Run on the GPU machine from the repository root, with Meta's code prepared in .ref/
+(../shared/tools/reference/prepare.sh) and carried along:
+
+    PYTHONPATH=src:.ref python3 benchmarks/bench_session.py            # env knobs below
+
+Env: MODELS (tiny,large), OBJS (1,20,100), NFRAMES (200), LONG (2000: frames of the memory run; 0 skips it),
+REF_FRAMES_MANY (frames the reference runs at 100 objects; it is slow), SIZE (1024), OUT (where JSON goes).
+Random weights (speed does not depend on weight values), copied from the reference into ours; bf16 autocast
+for both; hole filling off for both (the reference's CUDA extension is not built there).
+Prints one JSON line per measurement and a table at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / ".ref")]
+
+from napari_sam2.engine import Session  # noqa: E402
+from napari_sam2.model import build_sam2  # noqa: E402
+
+MODELS = os.environ.get("MODELS", "tiny,large").split(",")
+OBJS = [int(x) for x in os.environ.get("OBJS", "1,20,100").split(",")]
+NFRAMES = int(os.environ.get("NFRAMES", 200))
+LONG = int(os.environ.get("LONG", 2000))
+REF_FRAMES_MANY = int(os.environ.get("REF_FRAMES_MANY", 24))
+SIZE = int(os.environ.get("SIZE", 1024))
+REF_CONFIG = {"tiny": "t", "small": "s", "base_plus": "b+", "large": "l"}
+RESULTS: list[dict] = []
+
+
+class SyntheticStack:
+    """A lazy (N, SIZE, SIZE, 3) uint8 stack of 40 moving Gaussian blobs (frame i = base rolled by 2i px)."""
+
+    def __init__(self, n: int):
+        rng = np.random.default_rng(0)
+        yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+        self.centres = rng.uniform(0.1, 0.9, (100, 2)) * SIZE
+        base = np.zeros((SIZE, SIZE), np.float32)
+        for cy, cx in self.centres[:40]:
+            base += np.exp(-(((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 25.0**2)))
+        self.base = (255 * base / base.max()).astype(np.uint8)
+        self.shape, self.dtype = (n, SIZE, SIZE, 3), np.dtype(np.uint8)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, i):
+        img = np.roll(self.base, (2 * int(i), 2 * int(i)), axis=(0, 1))
+        return np.repeat(img[..., None], 3, axis=-1)
+
+    def write_jpegs(self, folder: Path) -> None:
+        from PIL import Image
+
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(len(self)):
+            Image.fromarray(self[i]).save(folder / f"{i:05d}.jpg")
+
+    def click(self, j: int) -> tuple[float, float]:
+        cy, cx = self.centres[j % 40]
+        return float(cy), float(cx)
+
+
+class PeakRSS:
+    """Peak resident memory of this process while the block runs (sampled every 20 ms)."""
+
+    def __enter__(self):
+        self.peak, self._stop = 0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        page = os.sysconf("SC_PAGE_SIZE")
+        while not self._stop.is_set():
+            with open("/proc/self/statm") as f:
+                self.peak = max(self.peak, int(f.read().split()[1]) * page)
+            time.sleep(0.02)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def record(**row) -> None:
+    RESULTS.append(row)
+    print(json.dumps(row), flush=True)
+
+
+def sync():
+    torch.cuda.synchronize()
+
+
+def build_pair(name: str):
+    from refload import build_ref
+
+    cfg = ROOT / ".ref" / "sam2" / "configs" / "sam2.1" / f"sam2.1_hiera_{REF_CONFIG[name]}.yaml"
+    ref = build_ref(str(cfg), device="cuda")
+    ref.fill_hole_area = 0
+    ours = build_sam2(f"sam2.1_hiera_{name}", image_size=SIZE)
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    return ref, ours.cuda().eval()
+
+
+def autocast():
+    return torch.autocast("cuda", dtype=torch.bfloat16)
+
+
+def bench_ours(model, stack, nobj: int, nframes: int, label: str) -> None:
+    session = Session(model, stack, device="cuda", fill_hole_area=0)
+    for j in range(nobj):
+        session.add_points(0, j + 1, [stack.click(j)], [1])
+    sync()
+    torch.cuda.reset_peak_memory_stats()
+    with PeakRSS() as rss:
+        t0 = time.perf_counter()
+        for _ in session.propagate(max_frames=nframes - 1):
+            pass
+        sync()
+        dt = time.perf_counter() - t0
+    record(impl="ours", model=label, objects=nobj, frames=nframes, fps=round(nframes / dt, 2),
+           obj_fps=round(nobj * nframes / dt, 1), peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),
+           rss_gib=round(rss.peak / 2**30, 2))
+    session.close()
+
+
+def bench_ref(ref, folder: Path, stack, nobj: int, nframes: int, label: str) -> None:
+    torch.cuda.reset_peak_memory_stats()
+    with PeakRSS() as rss, autocast(), torch.inference_mode():
+        state = ref.init_state(video_path=str(folder))
+        for j in range(nobj):
+            cy, cx = stack.click(j)
+            ref.add_new_points_or_box(state, 0, j + 1, points=np.array([[cx, cy]], np.float32),
+                                      labels=np.array([1], np.int32))
+        sync()
+        t0 = time.perf_counter()
+        for _ in ref.propagate_in_video(state, max_frame_num_to_track=nframes - 1):
+            pass
+        sync()
+        dt = time.perf_counter() - t0
+    record(impl="reference", model=label, objects=nobj, frames=nframes, fps=round(nframes / dt, 2),
+           obj_fps=round(nobj * nframes / dt, 1), peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),
+           rss_gib=round(rss.peak / 2**30, 2))
+    del state
+    torch.cuda.empty_cache()
+
+
+def click_latency(ref, ours, folder: Path, stack, label: str, clicks: int = 20) -> None:
+    session = Session(ours, stack, device="cuda", fill_hole_area=0)
+    session.add_points(5, 1, [stack.click(0)], [1])  # caches frame 5's features
+    times = []
+    for _ in range(clicks):
+        sync()
+        t0 = time.perf_counter()
+        result = session.add_points(5, 1, [stack.click(0)], [1], clear=True)
+        _ = result.masks  # labels on the host, as the viewer needs them
+        times.append(time.perf_counter() - t0)
+    record(impl="ours", model=label, metric="click_ms", median=round(1000 * float(np.median(times)), 1),
+           p90=round(1000 * float(np.percentile(times, 90)), 1))
+    session.close()
+    with autocast(), torch.inference_mode():
+        state = ref.init_state(video_path=str(folder))
+        ref.add_new_points_or_box(state, 5, 1, points=np.array([stack.click(0)[::-1]], np.float32),
+                                  labels=np.array([1], np.int32))
+        times = []
+        for _ in range(clicks):
+            sync()
+            t0 = time.perf_counter()
+            _, _, masks = ref.add_new_points_or_box(state, 5, 1, points=np.array([stack.click(0)[::-1]], np.float32),
+                                                    labels=np.array([1], np.int32))
+            _ = (masks > 0).cpu()
+            times.append(time.perf_counter() - t0)
+    record(impl="reference", model=label, metric="click_ms", median=round(1000 * float(np.median(times)), 1),
+           p90=round(1000 * float(np.percentile(times, 90)), 1))
+    del state
+
+
+def main() -> None:
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    work = Path(tempfile.mkdtemp())
+    stack = SyntheticStack(max(NFRAMES, LONG))
+    short = SyntheticStack(NFRAMES)
+    t0 = time.time()
+    short.write_jpegs(work / "short")
+    print(f"wrote {NFRAMES} JPEGs in {time.time() - t0:.0f} s", flush=True)
+    for name in MODELS:
+        ref, ours = build_pair(name)
+        bench_ours(ours, short, 1, 8, name + "-warmup")
+        for nobj in OBJS:
+            bench_ours(ours, short, nobj, NFRAMES, name)
+            bench_ref(ref, work / "short", short, nobj, NFRAMES if nobj <= 20 else REF_FRAMES_MANY, name)
+        click_latency(ref, ours, work / "short", short, name)
+        if LONG and name == MODELS[0]:
+            bench_ours(ours, stack, 1, LONG, name)
+            stack.write_jpegs(work / "long")
+            bench_ref(ref, work / "long", stack, 1, LONG, name)
+        del ref, ours
+        torch.cuda.empty_cache()
+    print_table()
+    out = os.environ.get("OUT")
+    if out:
+        Path(out, "bench_session.json").write_text(json.dumps({
+            "gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": RESULTS}, indent=1))
+
+
+def print_table() -> None:
+    print(f"\n{torch.cuda.get_device_name()}, torch {torch.__version__}, {SIZE} px, bf16")
+    print(f"{'model':>6} {'objs':>4} {'frames':>6} | {'ours fps':>8} {'ref fps':>8} {'speedup':>7} | "
+          f"{'ours GiB':>8} {'ref GiB':>8} | {'ours RSS':>8} {'ref RSS':>8}")
+    rows = [r for r in RESULTS if "fps" in r and not r["model"].endswith("warmup")]
+    for r in rows:
+        if r["impl"] != "ours":
+            continue
+        ref = next((x for x in rows if x["impl"] == "reference" and x["model"] == r["model"]
+                    and x["objects"] == r["objects"] and (x["frames"] == r["frames"] or r["objects"] > 20)), None)
+        ref_fps = ref["fps"] if ref else float("nan")
+        print(f"{r['model']:>6} {r['objects']:>4} {r['frames']:>6} | {r['fps']:>8} {ref_fps:>8} "
+              f"{r['fps'] / ref_fps if ref else float('nan'):>6.1f}x | {r['peak_gib']:>8} "
+              f"{ref['peak_gib'] if ref else '-':>8} | {r['rss_gib']:>8} {ref['rss_gib'] if ref else '-':>8}")
+    for r in RESULTS:
+        if r.get("metric") == "click_ms":
+            print(f"click-to-mask {r['impl']:>9} {r['model']}: median {r['median']} ms, p90 {r['p90']} ms")
+
+
+if __name__ == "__main__":
+    main()
