@@ -53,8 +53,13 @@ def test_an_unfixed_axis_is_an_error_naming_it():
 
 def test_axis_names_from_zarr_dimension_names(tmp_path):
     data = _stack((3, 4, 8, 8))
-    arr = zarr.create_array(tmp_path / "a.zarr", shape=data.shape, chunks=(1, 1, 8, 8), dtype=data.dtype,
-                            dimension_names=("z", "t", "y", "x"))
+    arr = zarr.create_array(
+        tmp_path / "a.zarr",
+        shape=data.shape,
+        chunks=(1, 1, 8, 8),
+        dtype=data.dtype,
+        dimension_names=("z", "t", "y", "x"),
+    )
     arr[:] = data
     src = open_stack(tmp_path / "a.zarr", axis="t", position={"z": 1})
     assert src.axes == ("z", "t", "y", "x") and not src.axes_inferred

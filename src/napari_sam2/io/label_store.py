@@ -16,6 +16,7 @@ the methods are thread-safe within a process. The merge rule for results is docu
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -62,9 +63,9 @@ class LabelStore:
         self._lock = threading.RLock()
         self._objects, removing = self._records.load_objects()
         self._prompts, uncommitted = self._records.load_prompts()
-        self._next_seq = self._records.next_seq()
         if not read_only:
             self._recover(removing, uncommitted)
+        self._next_seq = self._records.next_seq()
 
     # ----------------------------------------------------------------- opening
     @classmethod
@@ -352,6 +353,8 @@ class LabelStore:
             try:
                 self._records.save_prompt(prompt)
             except OSError as exc:
+                with contextlib.suppress(OSError):
+                    self._records.delete_prompt(prompt.seq)
                 raise write_error(f"save a prompt of object {prompt.obj_id} in", self.path, exc) from exc
             self._next_seq += 1
             self._prompts.append(prompt)

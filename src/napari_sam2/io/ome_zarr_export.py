@@ -37,9 +37,12 @@ def _plane_indices(shape: Sequence[int]) -> Iterator[tuple[int, ...]]:
     yield from np.ndindex(*shape[:-2]) if len(shape) > 2 else iter([()])
 
 
-def _index_map(n_out: int, n_in: int) -> np.ndarray:
-    """Nearest-neighbour source index of each of ``n_out`` samples along an axis of ``n_in``."""
-    return np.minimum((np.arange(n_out) * n_in) // n_out, n_in - 1)
+def _index_map(n_out: int, n_in: int, factor: float) -> np.ndarray:
+    """Full-resolution index of each of ``n_out`` samples along an axis of ``n_in`` downsampled by ``factor``
+    (from the levels' scales; the shape ratio where the scales do not say)."""
+    if factor == 1.0 and n_out != n_in:
+        factor = n_in / n_out
+    return np.minimum(np.floor(np.arange(n_out) * factor + 1e-9).astype(np.int64), n_in - 1)
 
 
 def _write_labels(
@@ -63,7 +66,10 @@ def _write_labels(
         arr = label_group.create_array(
             str(level), shape=shape, chunks=[1] * (len(shape) - 2) + shape[-2:], dtype="uint32", fill_value=0, **extra
         )
-        maps = {a: _index_map(s, 1 if a == "c" else full[a]) for a, s in zip(out_axes, shape, strict=True)}
+        factors = [s_k / s_0 if s_0 else 1.0 for s_k, s_0 in zip(scales[level], scales[0], strict=True)]
+        maps = {
+            a: _index_map(s, 1 if a == "c" else full[a], f) for a, s, f in zip(out_axes, shape, factors, strict=True)
+        }
         for index in _plane_indices(shape):
             out_index = {a: int(maps[a][i]) for a, i in zip(out_axes, index, strict=False)}
             plane = store.read_plane(tuple(out_index[a] for a in frame_axes))
