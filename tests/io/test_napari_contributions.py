@@ -10,7 +10,7 @@ import pytest
 import tifffile
 import zarr
 
-from napari_sam2.io import LabelStore
+from napari_sam2.io import LabelStore, open_stack
 from napari_sam2.io.napari_readers import napari_get_reader, read_stack
 from napari_sam2.io.napari_writers import write_label_store, write_labels_ome_zarr, write_labels_tiff
 from tests.io.helpers import shared
@@ -136,3 +136,16 @@ def test_manifest_registers_the_io_contributions():
     for command in readers | set(writers):
         module, name = commands[command].split(":")
         assert callable(getattr(importlib.import_module(module), name))
+
+
+def test_ome_tiff_pyramid_is_multiscale_for_display_and_full_resolution_for_frames(tmp_path):
+    data = np.random.default_rng(0).integers(0, 255, size=(3, 32, 40), dtype=np.uint8)
+    with tifffile.TiffWriter(tmp_path / "pyr.ome.tif", ome=True) as tif:
+        tif.write(data, subifds=1, metadata={"axes": "TYX"})
+        tif.write(data[:, ::2, ::2], subfiletype=1)
+    ((levels, kwargs, _),) = read_stack(str(tmp_path / "pyr.ome.tif"))
+    assert kwargs["multiscale"] is True and [level.shape for level in levels] == [(3, 32, 40), (3, 16, 20)]
+    np.testing.assert_array_equal(np.asarray(levels[1][2]), data[2, ::2, ::2])
+    src = open_stack(tmp_path / "pyr.ome.tif")
+    assert src.shape2d == (32, 40)
+    np.testing.assert_array_equal(src[2], data[2])

@@ -78,8 +78,8 @@ def merge_result(
         scores = logits[keep].astype(np.float32, copy=False)
         if np.isnan(scores).any():
             scores = np.where(np.isnan(scores), -np.inf, scores)
-        best = scores.argmax(axis=0)
-        claimed = np.take_along_axis(scores, best[None], axis=0)[0] > 0
+        best, top = _argmax_planes(scores)
+        claimed = top > 0
         manual_others = [o for o, s in provenance.items() if s == MANUAL and o not in set(carried.tolist())]
         if manual_others:
             claimed &= ~np.isin(out, np.asarray(manual_others, dtype=np.uint32))
@@ -88,6 +88,20 @@ def merge_result(
     for o in carried.tolist():
         new_provenance[int(o)] = source
     return out, new_provenance
+
+
+def _argmax_planes(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(index, value)`` of the largest of K planes (K, H, W) per pixel; ties go to the first plane.
+
+    Plane by plane, which is several times faster than ``argmax(axis=0)`` on large frames.
+    """
+    top = scores[0].copy()
+    best = np.zeros(top.shape, dtype=np.intp)
+    for k in range(1, scores.shape[0]):
+        better = scores[k] > top
+        best[better] = k
+        np.maximum(top, scores[k], out=top)
+    return best, top
 
 
 def check_label_frame(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
