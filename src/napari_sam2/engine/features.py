@@ -1,8 +1,8 @@
 """Image features per frame: computed once, kept in a size-limited LRU, prepared ahead in the background.
 
 The image encoder is the one part of SAM 2 whose result does not depend on prompts or memory, so a
-correction never recomputes it for a frame still in the cache. Reading and normalising the next frames
-runs in a background thread while the current frame computes.
+correction never recomputes it for a frame still in the cache. Reading the next frames runs in a background
+thread while the current frame computes; their scaling and normalisation run on the compute device.
 """
 
 from __future__ import annotations
@@ -57,7 +57,10 @@ class FeatureCache:
             self._prefetch(upcoming)
             return self._cache[frame]
         todo = [frame] + [t for t in upcoming if t not in self._cache and t != frame][: self.batch_size - 1]
-        images = torch.stack([self._prepared(t) for t in todo]).to(self.device, non_blocking=True)
+        loaded = torch.stack([self._loaded(t) for t in todo])
+        if self.device.type == "cuda":
+            loaded = loaded.pin_memory()
+        images = self.preparer.finish(loaded.to(self.device, non_blocking=True))
         self._prefetch([t for t in upcoming if t not in todo])
         feats = self.model.encode_image(images)
         self.encoded_frames += len(todo)
@@ -68,19 +71,14 @@ class FeatureCache:
             ))
         return self._cache[frame]
 
-    def _prepared(self, frame: int) -> torch.Tensor:
+    def _loaded(self, frame: int) -> torch.Tensor:
         future = self._pending.pop(frame, None)
-        image = future.result() if future is not None else self.preparer.prepare(frame)
-        return image
+        return future.result() if future is not None else self.preparer.load(frame)
 
     def _prefetch(self, upcoming: Sequence[int]) -> None:
         for t in list(upcoming)[: self.batch_size]:
             if t not in self._cache and t not in self._pending:
-                self._pending[t] = self._pool.submit(self._prepare_pinned, t)
-
-    def _prepare_pinned(self, frame: int) -> torch.Tensor:
-        image = self.preparer.prepare(frame)
-        return image.pin_memory() if self.device.type == "cuda" else image
+                self._pending[t] = self._pool.submit(self.preparer.load, t)
 
     def _store(self, frame: int, features: FrameFeatures) -> None:
         # keep un-batched copies so one evicted frame frees its memory

@@ -9,7 +9,7 @@ antialiased bilinear interpolation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,11 +129,11 @@ class FramePreparer:
         return frame
 
     def to_unit_rgb(self, frame: np.ndarray) -> np.ndarray:
-        """A frame as (H, W, 3) in [0, 1]; uint8 as float64 ÷ 255 like the reference, others as float32."""
+        """A frame as (H, W, 3): uint8 kept as is (scaled on the device), other dtypes as float32 in [0, 1]."""
         if frame.ndim == 3 and frame.shape[-1] == 1:
             frame = frame[..., 0]
         if self.normalization == "auto" and frame.dtype == np.uint8:
-            unit = frame / 255.0
+            unit = frame
         elif callable(self.normalization):
             unit = np.asarray(self.normalization(frame), dtype=np.float32)
         elif self.normalization == "minmax":
@@ -150,15 +150,27 @@ class FramePreparer:
             unit = np.repeat(unit[..., None], 3, axis=-1)
         return unit
 
+    def load(self, index: int) -> torch.Tensor:
+        """Frame ``index`` read and mapped to (H, W, 3): uint8, or float32 in [0, 1]. Cheap CPU work only."""
+        return torch.from_numpy(np.ascontiguousarray(self.to_unit_rgb(self.read(index))))
+
+    def finish(self, loaded: torch.Tensor) -> torch.Tensor:
+        """Loaded frames (B, H, W, 3) on any device → normalised (B, 3, S, S) float32 model input.
+
+        uint8 is divided by 255 in float64 and then rounded to float32, as the reference does in numpy
+        (``load_video_frames``), so the input tensor is bit-identical to the reference's.
+        """
+        if loaded.dtype == torch.uint8:
+            wide = torch.float32 if loaded.device.type == "mps" else torch.float64  # MPS has no float64
+            images = (loaded.to(wide) / 255.0).to(torch.float32)
+        else:
+            images = loaded.to(torch.float32)
+        images = images.permute(0, 3, 1, 2)
+        if images.shape[-2:] != (self.image_size, self.image_size):
+            images = F.interpolate(images, size=(self.image_size,) * 2, mode="bilinear", align_corners=False,
+                                   antialias=True)
+        return (images - self._mean.to(images.device)) / self._std.to(images.device)
+
     def prepare(self, index: int) -> torch.Tensor:
         """Frame ``index`` as a normalised (3, S, S) float32 tensor on the CPU."""
-        unit = self.to_unit_rgb(self.read(index))
-        image = torch.from_numpy(np.ascontiguousarray(unit)).permute(2, 0, 1).to(torch.float32)
-        if image.shape[-2:] != (self.image_size, self.image_size):
-            image = F.interpolate(image[None], size=(self.image_size,) * 2, mode="bilinear",
-                                  align_corners=False, antialias=True)[0]
-        return (image - self._mean) / self._std
-
-    def prepare_many(self, indices: Sequence[int]) -> torch.Tensor:
-        """Frames as a (len(indices), 3, S, S) batch."""
-        return torch.stack([self.prepare(i) for i in indices])
+        return self.finish(self.load(index)[None])[0]

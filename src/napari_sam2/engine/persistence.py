@@ -44,8 +44,8 @@ def save_state(session: Session, path: str | Path, *, next_frame: int | None = N
 
     def output(o: FrameOutput) -> dict:
         memory = None if o.memory_id is None else tracker.vault.get(o.memory_id)
-        return {"pred_masks": tracker.vault.get(o.pred_masks_id), "obj_ptr": o.obj_ptr,
-                "object_score": o.object_score, "memory": memory}
+        return {"pred_masks": tracker.vault.get(o.pred_masks_id), "obj_ptr": o.obj_ptr.cpu(),
+                "object_score": o.object_score.cpu(), "memory": memory}
 
     objects = []
     for track in session._tracks.values():
@@ -100,7 +100,9 @@ def load_state(session: Session, path: str | Path) -> None:
 
     def output(d: dict) -> FrameOutput:
         memory = None if d["memory"] is None else tracker.vault.put(d["memory"])
-        return FrameOutput(tracker.vault.put(d["pred_masks"]), d["obj_ptr"], float(d["object_score"]), memory)
+        device = session.device
+        return FrameOutput(tracker.vault.put(d["pred_masks"]), d["obj_ptr"].to(device),
+                           torch.as_tensor(d["object_score"], dtype=torch.float32).to(device), memory)
 
     for saved in state["objects"]:
         track = ObjectTrack(int(saved["obj_id"]))

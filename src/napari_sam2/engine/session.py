@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from napari_sam2.model import SAM2Model
 
 from . import persistence
-from .device import compute_context, pick_device
+from .device import pick_device
 from .features import FeatureCache
 from .frames import FramePreparer
 from .memory_bank import plan_memory
@@ -29,6 +29,7 @@ from .prompts import box_to_points, check_mask, check_obj_id, clicks_to_points
 from .state import FrameOutput, ObjectTrack
 from .tracker import Tracker
 from .vault import TensorVault
+from .worker import ComputeThread
 
 NO_OBJECT_LOGIT = -1024.0  # logits of an object with no result on a frame (NO_OBJ_SCORE)
 DIRECTIONS = ("forward", "backward", "both")
@@ -42,14 +43,20 @@ class FrameResult:
     nothing, e.g. while skipping frames) does not pay for moving float32 images off the GPU.
     """
 
-    __slots__ = ("frame", "obj_ids", "object_scores", "_logits", "_device_logits")
+    __slots__ = ("frame", "obj_ids", "_scores", "_logits", "_device_logits")
 
-    def __init__(self, frame: int, obj_ids: tuple[int, ...], logits, object_scores: np.ndarray) -> None:
+    def __init__(self, frame: int, obj_ids: tuple[int, ...], logits, object_scores) -> None:
         self.frame = frame
         self.obj_ids = tuple(obj_ids)
-        self.object_scores = object_scores
+        self._scores = object_scores
         self._logits = logits if isinstance(logits, np.ndarray) else None
         self._device_logits = None if isinstance(logits, np.ndarray) else logits
+
+    @property
+    def object_scores(self) -> np.ndarray:
+        if not isinstance(self._scores, np.ndarray):
+            self._scores = self._scores.float().cpu().numpy()
+        return self._scores
 
     @property
     def logits(self) -> np.ndarray:
@@ -109,6 +116,7 @@ class Session:
                                  device_slots=64 if self.device.type != "cpu" else 0, spill_dir=spill_dir)
         self.tracker = Tracker(model, self.features, self.vault, num_frames=self.num_frames,
                                fill_hole_area=fill_hole_area)
+        self.compute = ComputeThread(self.device, precision)
         self._tracks: dict[int, ObjectTrack] = {}
 
     # -- objects -------------------------------------------------------------------------------------------
@@ -138,6 +146,7 @@ class Session:
         self.reset()
         self.features.close()
         self.vault.close()
+        self.compute.close()
 
     # -- prompts -------------------------------------------------------------------------------------------
     def add_points(
@@ -169,13 +178,13 @@ class Session:
         if mask_t.shape[-2:] != (size, size):
             mask_t = F.interpolate(mask_t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
             mask_t = (mask_t >= 0.5).float()
-        track = self._tracks.setdefault(obj_id, ObjectTrack(obj_id))
+        track = self._tracks.get(obj_id) or ObjectTrack(obj_id)
+        is_first, reverse, is_cond = self._prompt_kind(track, frame)
+        output = self.compute.run(self.tracker.run_prompt, track, frame, is_first_prompt=is_first,
+                                  reverse=reverse, plan=None, mask=mask_t)
+        self._tracks.setdefault(obj_id, track)  # the object exists once its first prompt gave a result
         track.masks[frame] = mask_t
         track.points.pop(frame, None)
-        is_first, reverse, is_cond = self._prompt_kind(track, frame)
-        with compute_context(self.device, self.precision):
-            output = self.tracker.run_prompt(track, frame, is_first_prompt=is_first, reverse=reverse, plan=None,
-                                             mask=mask_t)
         self._set_pending(track, frame, is_cond, output)
         return self._consolidated(frame, is_cond)
 
@@ -244,8 +253,7 @@ class Session:
     def _propagate_pass(
         self, start: int | None, reverse: bool, max_frames: int | None, lost_patience: int | None
     ) -> Iterator[FrameResult]:
-        with compute_context(self.device, self.precision):
-            self._consolidate_prompts()
+        self.compute.run(self._consolidate_prompts)
         if start is None:
             start = min(f for t in self._tracks.values() for f in t.cond)
         self._size_device_window()
@@ -258,13 +266,13 @@ class Session:
         absent_run = {obj_id: 0 for obj_id in self._tracks}
         for i, frame in enumerate(order):
             stopped = {o for o, n in absent_run.items() if lost_patience is not None and n >= lost_patience}
-            with compute_context(self.device, self.precision):
-                outputs = self._track_frame(frame, reverse, upcoming=order[i + 1 : i + 1 + 8], skip=stopped)
+            outputs = self.compute.run(self._track_frame, frame, reverse, order[i + 1 : i + 1 + 8], stopped)
             for track, output in zip(self._tracks.values(), outputs, strict=True):
-                if output is None or track.obj_id not in absent_run:
+                if lost_patience is None or output is None or track.obj_id not in absent_run:
                     continue
                 prompted = frame in track.cond  # a prompt says the object is there, whatever its score
-                absent_run[track.obj_id] = 0 if prompted or output.object_score > 0 else absent_run[track.obj_id] + 1
+                visible = prompted or float(output.object_score) > 0
+                absent_run[track.obj_id] = 0 if visible else absent_run[track.obj_id] + 1
             yield self._frame_result(frame, outputs)
 
     def _size_device_window(self) -> None:
@@ -329,19 +337,23 @@ class Session:
 
     def _prompt(self, frame: int, obj_id: int, prompt, *, clear: bool) -> FrameResult:
         check_obj_id(obj_id)
-        track = self._tracks.setdefault(obj_id, ObjectTrack(obj_id))
+        track = self._tracks.get(obj_id) or ObjectTrack(obj_id)
         if not clear and frame in track.points:
             prompt = track.points[frame].extended(prompt)
-        track.points[frame] = prompt
-        track.masks.pop(frame, None)
         is_first, reverse, is_cond = self._prompt_kind(track, frame)
         previous = track.pending(is_cond).get(frame) or track.cond.get(frame) or track.non_cond.get(frame)
-        with compute_context(self.device, self.precision):
+
+        def run() -> FrameOutput:
             prev_logits = self.tracker.prev_logits(previous) if previous is not None else None
             plan = None if is_first else plan_memory(track, frame, reverse=reverse, num_frames=self.num_frames,
                                                      config=self.model.config)
-            output = self.tracker.run_prompt(track, frame, is_first_prompt=is_first, reverse=reverse, plan=plan,
-                                             points=prompt, prev_logits=prev_logits)
+            return self.tracker.run_prompt(track, frame, is_first_prompt=is_first, reverse=reverse, plan=plan,
+                                           points=prompt, prev_logits=prev_logits)
+
+        output = self.compute.run(run)
+        self._tracks.setdefault(obj_id, track)  # the object exists once its first prompt gave a result
+        track.points[frame] = prompt
+        track.masks.pop(frame, None)
         self._set_pending(track, frame, is_cond, output)
         return self._consolidated(frame, is_cond)
 
@@ -368,14 +380,11 @@ class Session:
             empty = np.zeros((0, self.height, self.width), np.float32)
             return FrameResult(frame, (), empty, np.zeros(0, np.float32))
         size = self.model.image_size // 4
-        low = torch.full((len(outputs), 1, size, size), NO_OBJECT_LOGIT, dtype=torch.float32, device=self.device)
-        scores = np.full(len(outputs), NO_OBJECT_LOGIT, np.float32)
-        for i, output in enumerate(outputs):
-            if output is not None:
-                low[i] = self.tracker.logits(output)[0]
-                scores[i] = output.object_score
-        logits = to_frame_resolution(low, self.height, self.width)
-        return FrameResult(frame, obj_ids, logits, scores)
+        missing = torch.full((1, 1, size, size), NO_OBJECT_LOGIT, dtype=torch.float32, device=self.device)
+        low = torch.cat([self.tracker.logits(o) if o is not None else missing for o in outputs])
+        no_score = torch.tensor(NO_OBJECT_LOGIT, device=self.device)
+        scores = torch.stack([o.object_score.float() if o is not None else no_score for o in outputs])
+        return FrameResult(frame, obj_ids, to_frame_resolution(low, self.height, self.width), scores)
 
     def _track(self, obj_id: int) -> ObjectTrack:
         try:

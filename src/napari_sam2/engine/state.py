@@ -32,12 +32,13 @@ class FrameOutput:
 
     pred_masks_id: vault id of the (1, 1, S/4, S/4) float32 low-resolution logits (after hole filling);
     memory_id: vault id of the (1, mem_dim, h, w) bfloat16 spatial memory, None until encoded;
-    obj_ptr: (1, C) float32 on the host; object_score: the object-score logit (> 0: visible).
+    obj_ptr: (1, C) float32 and object_score: 0-d float32, the object-score logit (> 0: visible), both on the
+    compute device (a few bytes each; reading them on the host would stall the GPU every frame).
     """
 
     pred_masks_id: int
     obj_ptr: torch.Tensor
-    object_score: float
+    object_score: torch.Tensor
     memory_id: int | None = None
 
 

@@ -84,7 +84,7 @@ class Tracker:
         features = self.features.get(frame).expand(len(outputs))
         low = torch.cat([self.vault.get(o.pred_masks_id, self.device) for o in outputs])
         high = F.interpolate(low, size=(self.model.image_size,) * 2, mode="bilinear", align_corners=False)
-        scores = torch.tensor([[o.object_score] for o in outputs], dtype=torch.float32, device=self.device)
+        scores = torch.stack([o.object_score for o in outputs]).float().reshape(-1, 1).to(self.device)
         memory, pos = self.model.encode_memory(features.vision, high, scores, is_mask_from_points=True)
         self._remember_memory_pos(pos)
         for i, output in enumerate(outputs):
@@ -136,17 +136,17 @@ class Tracker:
             self._memory_pos = pos[:1].clone()
 
     def _store(self, step: TrackStepOutput) -> list[FrameOutput]:
-        """Hole-fill and store a batch's outputs, one host transfer for the small per-object values."""
+        """Hole-fill and store a batch's outputs; pointers and scores stay on the device (no sync)."""
         heads = step.heads
         preds = fill_holes(heads.low_res_masks.float(), self.fill_hole_area)
-        scores = heads.object_score_logits[:, 0].float().cpu().tolist()
-        pointers = heads.obj_ptr.float().cpu()
+        scores = heads.object_score_logits[:, 0].float()
+        pointers = heads.obj_ptr.float()
         memories = None if step.memory_features is None else step.memory_features.to(MEMORY_DTYPE)
         return [
             FrameOutput(
                 pred_masks_id=self.vault.put(preds[i : i + 1]),
                 obj_ptr=pointers[i : i + 1].clone(),
-                object_score=scores[i],
+                object_score=scores[i].clone(),
                 memory_id=None if memories is None else self.vault.put(memories[i : i + 1]),
             )
             for i in range(len(scores))

@@ -108,7 +108,7 @@ class TensorVault:
         self._on_device.move_to_end(key)
         while len(self._on_device) > self.device_slots:
             old_key, old = self._on_device.popitem(last=False)
-            self._keep_on_host(old_key, old.to("cpu"))
+            self._keep_on_host(old_key, _copy_to_pinned_host(old))
 
     def _keep_on_host(self, key: int, host: torch.Tensor) -> None:
         self._host[key] = host
@@ -120,10 +120,12 @@ class TensorVault:
         host = self._host.pop(key, None)
         if host is not None:
             self.host_bytes -= _nbytes(host)
+            _pending_copies.pop(host.data_ptr(), None)
 
     def _host_copy(self, key: int) -> torch.Tensor:
         if key in self._host:
             self._host.move_to_end(key)
+            _wait_for_copy(self._host[key])
             return self._host[key]
         try:
             path, dtype, shape = self._on_disk.pop(key)
@@ -148,6 +150,7 @@ class TensorVault:
 
     def _spill(self, key: int) -> None:
         tensor = self._host.pop(key)
+        _wait_for_copy(tensor)
         self.host_bytes -= _nbytes(tensor)
         if self._spill_dir is None:
             root = self._spill_root
@@ -160,6 +163,28 @@ class TensorVault:
         np.save(path, array)
         self._on_disk[key] = (path, tensor.dtype, tuple(tensor.shape))
         self.spilled_bytes += array.nbytes
+
+
+_pending_copies: dict[int, torch.cuda.Event] = {}
+
+
+def _copy_to_pinned_host(tensor: torch.Tensor) -> torch.Tensor:
+    """An asynchronous device → host copy into pinned memory (no stall of the GPU queue); readers of the host
+    tensor wait for it with ``_wait_for_copy``."""
+    if tensor.device.type != "cuda":
+        return tensor.to("cpu")
+    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    host.copy_(tensor, non_blocking=True)
+    event = torch.cuda.Event()
+    event.record()
+    _pending_copies[host.data_ptr()] = event
+    return host
+
+
+def _wait_for_copy(host: torch.Tensor) -> None:
+    event = _pending_copies.pop(host.data_ptr(), None) if _pending_copies else None
+    if event is not None:
+        event.synchronize()
 
 
 def _nbytes(tensor: torch.Tensor) -> int:

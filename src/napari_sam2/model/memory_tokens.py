@@ -84,7 +84,7 @@ def assemble_memory_tokens(
         ptrs = torch.stack([p.pointer for p in pointers], dim=0).to(dtype)  # (P, B, C)
         num_ptrs, batch, channels = ptrs.shape
         if add_tpos_enc_to_obj_ptrs:
-            distances = torch.tensor([p.frame_distance for p in pointers], device=ptrs.device)
+            distances = _distances(tuple(p.frame_distance for p in pointers), ptrs.device)
             tpos_dim = channels if proj_tpos_enc_in_obj_ptrs else mem_dim
             pos = sine_encoding_1d(distances / max(max_pointer_distance, 1), dim=tpos_dim)
             pos = obj_ptr_tpos_proj(pos.to(dtype)).unsqueeze(1).expand(-1, batch, mem_dim)
@@ -98,3 +98,16 @@ def assemble_memory_tokens(
         positions.append(pos)
         num_pointer_tokens = ptrs.shape[0]
     return MemoryTokens(torch.cat(tokens, dim=0), torch.cat(positions, dim=0), num_pointer_tokens)
+
+
+_distance_cache: dict[tuple, torch.Tensor] = {}
+
+
+def _distances(values: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """The pointer distances as a tensor on ``device``, made once per distinct tuple (no upload per frame)."""
+    key = (values, device)
+    if key not in _distance_cache:
+        if len(_distance_cache) > 4096:
+            _distance_cache.clear()
+        _distance_cache[key] = torch.tensor(values, device=device)
+    return _distance_cache[key]
