@@ -44,14 +44,17 @@ def apply_rotary(x: torch.Tensor, rotation: torch.Tensor, repeat: bool = False) 
     n, n_grid = x.shape[-2], rotation.shape[0]
     if n == 0:
         return x
+    pairs = x.float().unflatten(-1, (-1, 2))  # (..., N, dim / 2, 2)
     if n != n_grid:
         if not repeat or n % n_grid:
             raise ValueError(f"cannot rotate {n} tokens with a grid of {n_grid} positions (repeat={repeat})")
-        rotation = rotation.repeat(n // n_grid, 1, 1)
+        pairs = pairs.unflatten(-3, (n // n_grid, n_grid))  # each frame broadcast against the one table
     cos, sin = rotation.unbind(-1)
-    x0, x1 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
+    x0, x1 = pairs.unbind(-1)
     # (x0 + i·x1) · (cos + i·sin), as in Meta's complex product
     out = torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1).flatten(-2)
+    if n != n_grid:
+        out = out.flatten(-3, -2)
     return out.to(x.dtype)
 
 
