@@ -1,0 +1,391 @@
+"""``TrackingController``: one annotation session on one image — the label store, the three layers, the prompt book
+and the engine session — and every user action on them.
+
+The main thread owns the layers and the prompt book; the engine session is touched only inside tasks of one
+:class:`TaskQueue`, in worker threads, which also write results to the label store (thread-safe) before the main
+thread redraws. Torch is imported only in those workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from napari.layers.base import ActionType
+from napari.utils import progress
+from qtpy.QtCore import QObject, QTimer, Signal
+
+from napari_sam2._qt.layer_stack import StackChoice, layer_array
+from napari_sam2._qt.layers import SessionLayers, painted_planes
+from napari_sam2._qt.model_loading import LoadProgress, ModelChoice, session_steps
+from napari_sam2._qt.prompts import PromptBook, apply_prompt, segment_prompt
+from napari_sam2._qt.propagation import PropagationPlan, plan_propagation, propagation_steps
+from napari_sam2._qt.tasks import Task, TaskQueue
+from napari_sam2.io.colours import default_colour
+from napari_sam2.io.label_store import LabelStore
+from napari_sam2.io.sources import open_stack
+
+_DONE = (ActionType.ADDED, ActionType.REMOVED, ActionType.CHANGED)
+NEGATIVE_MODIFIERS = ("Shift", "Control")
+
+
+class TrackingController(QObject):
+    """Prompt, see, propagate, correct — on ``image`` (a napari Image layer) as described by ``choice``."""
+
+    objects_changed = Signal()
+    status = Signal(str)
+    error = Signal(str)
+    ready = Signal()  # the model is loaded and stored prompts are replayed
+    current_changed = Signal(int)
+    propagating = Signal(bool)
+
+    def __init__(
+        self, viewer: Any, image: Any, choice: StackChoice, store_path: Path, model: ModelChoice, device: str = "auto"
+    ) -> None:
+        super().__init__()
+        self.viewer = viewer
+        self.choice = choice
+        self.source = open_stack(layer_array(image), axis=choice.frame_axis, channel=choice.channel,
+                                 position=choice.position, axes=list(choice.axes))
+        self.store = LabelStore.for_source(store_path, self.source)
+        self.view = self.store.view_for(self.source)
+        self.num_frames = len(self.source)
+        self.book = PromptBook.from_records(self.view.prompts())
+        self.hidden: set[int] = set()
+        self.positive = True
+        self.session: Any = None
+        self.last_latency_ms: float | None = None
+        self._syncing = 0
+        self._click_started: dict[tuple[int, int], float] = {}
+        self._progress: Any = None
+        self._prop_progress: Any = None
+        self.tasks = TaskQueue(self)
+        self.layers = SessionLayers(viewer, image, choice, self.store.labels, self.source.shape2d)
+        self.current = max([*self.store.objects, *self.book.obj_ids(), 0]) or 1
+        with self._quiet():
+            self.layers.show_prompts(self.book)
+        self._connect()
+        self.set_current(self.current)
+        self._load(model, device)
+
+    # ------------------------------------------------------------------ wiring
+    def _connect(self) -> None:
+        self.layers.points.events.data.connect(self._on_prompt_layer)
+        self.layers.shapes.events.data.connect(self._on_prompt_layer)
+        self.layers.labels.events.paint.connect(self._on_paint)
+        self.layers.labels.events.selected_label.connect(self._on_selected_label)
+        self.layers.points.mouse_drag_callbacks.insert(0, self._click_polarity)
+        self.viewer.dims.events.current_step.connect(self._on_step)
+
+    def _disconnect(self) -> None:
+        with contextlib.suppress(Exception):
+            self.viewer.dims.events.current_step.disconnect(self._on_step)
+        for event, handler in ((self.layers.points.events.data, self._on_prompt_layer),
+                               (self.layers.shapes.events.data, self._on_prompt_layer),
+                               (self.layers.labels.events.paint, self._on_paint),
+                               (self.layers.labels.events.selected_label, self._on_selected_label)):
+            with contextlib.suppress(Exception):
+                event.disconnect(handler)
+
+    @contextlib.contextmanager
+    def _quiet(self) -> Iterator[None]:
+        """Change the layers without treating the change as a user edit."""
+        self._syncing += 1
+        try:
+            yield
+        finally:
+            self._syncing -= 1
+
+    def close(self, remove_layers: bool = True) -> None:
+        """End the session: stop the work in progress, release the engine (labels and prompts are already saved)."""
+        self._disconnect()
+        session, self.session = self.session, None
+        self.tasks.close(Task("close", lambda: session.close() if session is not None else None))
+        if remove_layers:
+            self.layers.remove()
+
+    @property
+    def busy(self) -> bool:
+        return self.tasks.busy
+
+    # ------------------------------------------------------------------ model
+    def _load(self, model: ModelChoice, device: str) -> None:
+        def load() -> Iterator[LoadProgress]:
+            return (yield from session_steps(model, self.source, device))
+
+        self._progress = progress(total=0, desc=f"SAM 2: loading {model.describe()}")
+        self.tasks.submit(Task("load", load, on_yield=self._load_step, on_return=self._loaded,
+                               on_error=self._failed, on_finish=self._close_progress))
+        self.tasks.submit(Task("restore", self._restore, on_error=self._failed, on_finish=self._restored))
+
+    def _load_step(self, step: LoadProgress) -> None:
+        bar = self._progress
+        if bar is not None:
+            bar.set_description(f"SAM 2: {step.message}")
+            if step.total:
+                bar.total = step.total
+                bar.n = step.done
+                bar.refresh()
+        self.status.emit(step.message)
+
+    def _loaded(self, session: Any) -> None:
+        self.session = session
+        self.status.emit(f"model ready on {session.device}")
+
+    def _restore(self) -> int:
+        """Replay every prompt of the book into the engine (stored prompts of a reopened session)."""
+        if self.session is None:
+            return 0
+        for (obj_id, frame), prompt in self.book.items():
+            apply_prompt(self.session, frame, obj_id, prompt)
+        return len(self.book.items())
+
+    def _restored(self) -> None:
+        if self.session is not None:
+            self.ready.emit()
+            self.prefetch()
+
+    def _close_progress(self) -> None:
+        bar, self._progress = self._progress, None
+        if bar is not None:
+            bar.close()
+
+    def _failed(self, err: BaseException) -> None:
+        message = f"{type(err).__name__}: {err}"
+        self.status.emit(message)
+        self.error.emit(message)
+
+    # ------------------------------------------------------------------ objects
+    def colours(self) -> dict[int, str]:
+        colours = {i: info.colour for i, info in self.store.objects.items()}
+        for obj_id in [*self.book.obj_ids(), self.current]:
+            colours.setdefault(obj_id, default_colour(obj_id))
+        return colours
+
+    def set_current(self, obj_id: int) -> None:
+        """Clicks, boxes and paint now go to ``obj_id``."""
+        self.current = int(obj_id)
+        self.layers.set_current(self.current, self.positive)
+        self._recolour()
+        self.current_changed.emit(self.current)
+
+    def new_object(self) -> int:
+        """Start the next object id."""
+        self.set_current(max([*self.store.objects, *self.book.obj_ids(), self.current]) + 1)
+        self.status.emit(f"new object {self.current}: click on it or draw a box")
+        return self.current
+
+    def toggle_polarity(self) -> bool:
+        """Switch plain clicks between positive and negative; returns whether they are now positive."""
+        self.positive = not self.positive
+        self.layers.set_current(self.current, self.positive)
+        self.status.emit("clicks are " + ("positive" if self.positive else "negative"))
+        return self.positive
+
+    def set_visible(self, obj_id: int, visible: bool) -> None:
+        (self.hidden.discard if visible else self.hidden.add)(obj_id)
+        self._recolour()
+
+    def rename(self, obj_id: int, name: str) -> None:
+        self.store.add_object(obj_id, name=name)
+        self.objects_changed.emit()
+
+    def prompted_frames(self, obj_id: int) -> list[int]:
+        return self.book.frames(obj_id)
+
+    def delete_object(self, obj_id: int) -> None:
+        """Delete ``obj_id``: its clicks and boxes, its prompts and labels in the store, its track in the engine."""
+        self.book.remove_object(obj_id)
+        with self._quiet():
+            self.layers.remove_object_prompts(obj_id)
+        self.hidden.discard(obj_id)
+
+        def delete() -> None:
+            if self.session is not None and obj_id in self.session.obj_ids:
+                self.session.remove_object(obj_id)
+            if obj_id in self.store.objects:
+                self.store.remove_object(obj_id)
+
+        def done() -> None:
+            self.layers.refresh_labels()
+            self._recolour()
+            self.objects_changed.emit()
+
+        self.tasks.submit(Task(f"delete-{obj_id}", delete, on_error=self._failed, on_finish=done))
+
+    def go_to_frame(self, frame: int) -> None:
+        self.layers.go_to_frame(frame)
+
+    def _recolour(self) -> None:
+        with self._quiet():
+            self.layers.recolour(self.colours(), self.hidden)
+
+    # ------------------------------------------------------------------ prompts
+    def _click_polarity(self, layer: Any, event: Any) -> Iterator[None]:
+        """Mouse press on the clicks layer: a click with Shift or Control held is negative (positive in negative
+        mode). Runs before napari adds the point; the default is restored once the click is handled."""
+        negative = any(m in event.modifiers for m in NEGATIVE_MODIFIERS)
+        layer.feature_defaults = {"obj_id": self.current, "label": int(self.positive != negative)}
+        yield
+        while event.type == "mouse_move":
+            yield
+        QTimer.singleShot(0, lambda: self.layers.set_current(self.current, self.positive))
+
+    def _on_prompt_layer(self, event: Any) -> None:
+        if self._syncing or getattr(event, "action", None) not in _DONE:
+            return
+        if getattr(self.layers.shapes, "_is_creating", False):
+            return  # a box being drawn: wait for the mouse release
+        self.sync_prompts()
+
+    def sync_prompts(self) -> None:
+        """Take the clicks and boxes from the layers; segment every (object, frame) whose prompt changed."""
+        changed = self.book.update_from_layers(self.layers.read_points(), self.layers.read_boxes())
+        with self._quiet():
+            self.layers.drop_replaced_boxes()
+        for obj_id, frame in changed:
+            self._click_started[(obj_id, frame)] = time.perf_counter()
+            self._submit_prompt(obj_id, frame)
+        self._recolour()
+        if changed:
+            self.objects_changed.emit()
+
+    def use_painted_mask(self, obj_id: int | None = None, frame: int | None = None) -> bool:
+        """Make the pixels painted for ``obj_id`` (default: the current object) on ``frame`` (default: the frame on
+        screen) its mask prompt there. Returns False (and says why) when there are none."""
+        obj_id = self.current if obj_id is None else obj_id
+        frame = self.layers.current_frame() if frame is None else frame
+        mask = self.view.read_frame(frame) == obj_id
+        if not mask.any():
+            self.status.emit(f"object {obj_id} has no pixels on frame {frame}: paint it first")
+            return False
+        self.book.set_mask(obj_id, frame, mask)
+        self._click_started[(obj_id, frame)] = time.perf_counter()
+        self._submit_prompt(obj_id, frame)
+        self.objects_changed.emit()
+        return True
+
+    def _submit_prompt(self, obj_id: int, frame: int) -> None:
+        def run() -> int | None:
+            return self._run_prompt(obj_id, frame)
+
+        self.tasks.submit(Task(f"prompt-{obj_id}-{frame}", run, on_return=self._prompt_done, on_error=self._failed))
+
+    def _run_prompt(self, obj_id: int, frame: int) -> int | None:
+        """In the worker: store and segment the (object, frame) prompt as the book has it now."""
+        if self.session is None:
+            return None
+        segment_prompt(self.session, self.view, self.book.get(obj_id, frame), obj_id, frame)
+        return frame
+
+    def _prompt_done(self, frame: int | None) -> None:
+        if frame is None:
+            return
+        now = time.perf_counter()
+        started = [t for (o, f), t in self._click_started.items() if f == frame]
+        if started:
+            self.last_latency_ms = 1000 * (now - min(started))
+            self._click_started = {k: t for k, t in self._click_started.items() if k[1] != frame}
+        self.layers.refresh_labels([frame])
+        self.objects_changed.emit()
+        shown = f" in {self.last_latency_ms:.0f} ms" if self.last_latency_ms is not None else ""
+        self.status.emit(f"frame {frame} segmented{shown}")
+
+    # ------------------------------------------------------------------ painting
+    def _on_paint(self, event: Any) -> None:
+        """Hand-painted pixels: record them as manual in the store so propagation keeps them."""
+        before = set(self.store.objects)
+        for coords, ids in painted_planes(event.value, self.layers.ndim).items():
+            if ids:
+                self.store.write_manual_at(coords, self.store.read_plane(coords), obj_ids=ids)
+        if set(self.store.objects) != before:
+            self._recolour()
+            self.objects_changed.emit()
+
+    def _on_selected_label(self, event: Any) -> None:
+        value = int(self.layers.labels.selected_label)
+        if value > 0 and value != self.current:
+            self.set_current(value)
+
+    # ------------------------------------------------------------------ features of the frame on screen
+    def _on_step(self, event: Any = None) -> None:
+        self.prefetch()
+
+    def prefetch(self) -> None:
+        """Compute the image features of the frame on screen in the background, so a click there is fast."""
+        if self.session is None:
+            return
+        frame = self.layers.current_frame()
+        if not 0 <= frame < self.num_frames:
+            return
+
+        def run() -> None:
+            session = self.session
+            if session is None or frame in session.features:
+                return
+            from napari_sam2.engine.device import compute_context
+
+            with compute_context(session.device, session.precision):
+                session.features.get(frame)
+
+        self.tasks.submit(Task("prefetch", run, on_error=self._failed))
+
+    # ------------------------------------------------------------------ propagation
+    def propagate(
+        self,
+        direction: str = "forward",
+        *,
+        from_frame: int | None = None,
+        frame_range: tuple[int, int] | None = None,
+        patience: int = 0,
+    ) -> PropagationPlan | None:
+        """Propagate every object (``from_frame``: only from there on, the "from here" mode); labels are written
+        and shown frame by frame; :meth:`cancel` stops it."""
+        prompted = sorted({f for (_, f), _ in self.book.items()})
+        try:
+            plan = plan_propagation(direction, self.num_frames, prompted, start=from_frame, frame_range=frame_range)
+        except ValueError as err:
+            self.status.emit(str(err))
+            return None
+        self._progress_close_propagation()
+        self._prop_progress = progress(total=plan.total_frames, desc=f"SAM 2: propagating {direction}")
+
+        def run() -> Iterator[int]:
+            if self.session is not None:
+                yield from propagation_steps(self.session, self.view, plan, patience)
+
+        self.propagating.emit(True)
+        self.status.emit(f"propagating {direction}…")
+        self.tasks.submit(Task("propagate", run, on_yield=self._propagated_frame, on_error=self._failed,
+                               on_finish=self._propagation_finished))
+        return plan
+
+    def cancel(self) -> None:
+        """Stop a propagation in progress after the frame being computed (frames already shown stay written)."""
+        if self.tasks.cancel("propagate"):
+            self.status.emit("cancelling…")
+        else:
+            self._propagation_finished()
+
+    def _propagated_frame(self, frame: int) -> None:
+        self.layers.refresh_labels([frame])
+        bar = self._prop_progress  # napari's progress bar processes Qt events while updating: this may re-enter
+        if bar is not None:
+            bar.set_description(f"SAM 2: propagated frame {frame}")
+            bar.update(1)
+
+    def _progress_close_propagation(self) -> None:
+        bar, self._prop_progress = self._prop_progress, None
+        if bar is not None:
+            bar.close()
+
+    def _propagation_finished(self) -> None:
+        self._progress_close_propagation()
+        self.layers.refresh_labels()
+        self.propagating.emit(False)
+        self.objects_changed.emit()
+        self.status.emit("propagation finished")
+        self.prefetch()

@@ -1,0 +1,170 @@
+"""Choosing and loading the SAM 2 model, in a background worker: a published model (downloaded on first use, with
+progress), a local checkpoint file, or an injected factory (tests, custom models).
+
+Importing this module does not import torch; :func:`load_model_steps` imports it in the worker thread.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# The published models (``napari_sam2.model.MODEL_NAMES``, repeated here so that building the widget does not
+# import torch; a test checks the two lists agree). Approximate checkpoint sizes, for the download progress bar.
+MODEL_NAMES = (
+    "sam2.1_hiera_tiny",
+    "sam2.1_hiera_small",
+    "sam2.1_hiera_base_plus",
+    "sam2.1_hiera_large",
+    "sam2_hiera_tiny",
+    "sam2_hiera_small",
+    "sam2_hiera_base_plus",
+    "sam2_hiera_large",
+)
+CHECKPOINT_MB = {"tiny": 156, "small": 184, "base_plus": 324, "large": 898}
+LOCAL_FILE = "local checkpoint file…"
+DEVICES = ("auto", "cuda", "mps", "cpu")
+
+ModelFactory = Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model to load: a published ``name``; or ``checkpoint``, a local file (its model is recognised from its
+    keys); or ``factory``, a callable that returns a ``SAM2Model`` (named ``name`` in the widget)."""
+
+    name: str
+    checkpoint: Path | None = None
+    factory: ModelFactory | None = None
+
+    def describe(self) -> str:
+        if self.checkpoint is not None:
+            return f"checkpoint {self.checkpoint}"
+        return self.name
+
+
+@dataclass(frozen=True)
+class LoadProgress:
+    """A step of loading: ``done``/``total`` (total 0: unknown) and a message for the activity dock."""
+
+    message: str
+    done: int = 0
+    total: int = 0
+
+
+def expected_megabytes(name: str) -> int:
+    for size, mb in CHECKPOINT_MB.items():
+        if name.endswith(size):
+            return mb
+    return 0
+
+
+def _downloaded_bytes(folder: Path, since: float) -> int:
+    """Bytes written under ``folder`` since ``since`` (huggingface_hub writes ``*.incomplete`` files there)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                stat = os.stat(os.path.join(root, name))
+            except OSError:
+                continue
+            if stat.st_mtime >= since:
+                total += stat.st_size
+    return total
+
+
+def _fetch_with_progress(name: str, cache_dir: Path | None) -> Iterator[LoadProgress | Path]:
+    """Yield download progress while ``fetch_checkpoint`` runs in a helper thread; finally yield the path."""
+    from napari_sam2.model import fetch_checkpoint
+    from napari_sam2.model.hub import cached_checkpoint, default_cache_dir
+
+    folder = Path(cache_dir or default_cache_dir())
+    found = cached_checkpoint(name, folder)
+    if found is not None:
+        yield found
+        return
+    outcome: dict[str, Any] = {}
+
+    def fetch() -> None:
+        try:
+            outcome["path"] = fetch_checkpoint(name, folder)
+        except BaseException as err:  # re-raised in the worker thread below
+            outcome["error"] = err
+
+    start = time.time() - 1.0
+    thread = threading.Thread(target=fetch, name="napari-sam2-download", daemon=True)
+    thread.start()
+    total = expected_megabytes(name)
+    while thread.is_alive():
+        done = _downloaded_bytes(folder, start) // (1 << 20) if folder.exists() else 0
+        yield LoadProgress(f"downloading {name} ({done} of ~{total} MB)", min(done, total), total)
+        thread.join(0.25)
+    if "error" in outcome:
+        raise outcome["error"]
+    yield outcome["path"]
+
+
+def load_model_steps(choice: ModelChoice, cache_dir: Path | None = None) -> Iterator[LoadProgress | Any]:
+    """Load ``choice``, yielding :class:`LoadProgress` steps and finally the model (a ``SAM2Model``).
+
+    Raises ``CheckpointUnavailable`` (not cached and not downloadable: the message says what to do) or
+    ``CheckpointError`` (a file that is not a SAM 2 checkpoint).
+    """
+    yield LoadProgress("importing torch and SAM 2")
+    if choice.factory is not None:
+        yield LoadProgress(f"building {choice.name}")
+        yield choice.factory()
+        return
+    from napari_sam2.model import CheckpointError, build_sam2
+    from napari_sam2.model.build import guess_model_name
+    from napari_sam2.model.checkpoint import read_state_dict
+
+    if choice.checkpoint is not None:
+        yield LoadProgress(f"reading {choice.checkpoint.name}")
+        name = guess_model_name(read_state_dict(choice.checkpoint))
+        if name is None:
+            known = ", ".join(MODEL_NAMES)
+            raise CheckpointError(f"{choice.checkpoint} does not match any of the SAM 2 models {known}")
+        path = choice.checkpoint
+    else:
+        name, path = choice.name, None
+        for step in _fetch_with_progress(name, cache_dir):
+            if isinstance(step, LoadProgress):
+                yield step
+            else:
+                path = step
+    yield LoadProgress(f"loading {name}")
+    yield build_sam2(name, path)
+
+
+def session_steps(choice: ModelChoice, frames: Any, device: str = "auto") -> Iterator[LoadProgress]:
+    """Load ``choice`` (yielding progress) and return an engine ``Session`` over ``frames`` on ``device``."""
+    model = None
+    for step in load_model_steps(choice):
+        if isinstance(step, LoadProgress):
+            yield step
+        else:
+            model = step
+    yield LoadProgress(f"starting the session on {device}")
+    from napari_sam2.engine import Session
+
+    return Session(model, frames, device=None if device == "auto" else device)
+
+
+def random_weights_factory(name: str = "sam2.1_hiera_tiny", image_size: int = 256, seed: int = 0) -> ModelFactory:
+    """A factory of a randomly initialised model (for tests and UI demos: its masks mean nothing)."""
+
+    def build() -> Any:
+        import torch
+
+        from napari_sam2.model import build_sam2
+
+        torch.manual_seed(seed)
+        return build_sam2(name, image_size=image_size)
+
+    return build

@@ -1,0 +1,288 @@
+"""The SAM 2 dock widget: session settings, then prompt, propagate, correct and manage objects. The work itself is
+done by :class:`TrackingController`; shortcuts are bound on the viewer while a session runs."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from napari.layers import Image
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_sam2._qt.controller import TrackingController
+from napari_sam2._qt.model_loading import ModelFactory, random_weights_factory
+from napari_sam2._qt.objects_list import ObjectRow, ObjectsList
+from napari_sam2._qt.settings import SessionSettings
+
+RANDOM_WEIGHTS_ENV = "NAPARI_SAM2_RANDOM_WEIGHTS"  # "1": offer a random-weight model (UI demos; masks mean nothing)
+
+# (key, what it does, widget method): bound on the viewer while a session runs, and listed in the widget's help.
+SHORTCUTS: tuple[tuple[str, str, str], ...] = (
+    ("N", "new object (the next id)", "new_object"),
+    ("Q", "toggle clicks positive / negative", "toggle_polarity"),
+    ("G", "propagate (direction and range as set)", "propagate"),
+    ("Shift-G", "propagate from the frame on screen", "propagate_from_here"),
+    ("Shift-C", "cancel the propagation", "cancel"),
+    ("U", "use the painted mask of the current object as its prompt", "use_painted_mask"),
+)
+MOUSE_HELP = (
+    ("click", "positive point (clicks layer, add mode)"),
+    ("Shift/Ctrl-click", "negative point"),
+    ("R, then drag", "a box (boxes layer)"),
+    ("P, then paint", "fix labels by hand (labels layer); kept"),
+)
+
+
+def shortcuts_html() -> str:
+    """The shortcut table shown in the widget's help."""
+    rows = [(k, d) for k, d, _ in SHORTCUTS] + list(MOUSE_HELP)
+    body = "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{d}</td></tr>" for k, d in rows)
+    return f"<table>{body}</table>"
+
+
+class SAM2Widget(QWidget):
+    """SAM 2 in napari. ``model_factories``: extra entries of the model menu, name → callable returning a
+    ``SAM2Model`` (tests and custom models)."""
+
+    def __init__(self, napari_viewer: Any, model_factories: dict[str, ModelFactory] | None = None) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.controller: TrackingController | None = None
+        self._session_image: Image | None = None
+        self._unbound: dict[str, Any] = {}
+        factories = dict(model_factories or {})
+        if os.environ.get(RANDOM_WEIGHTS_ENV) == "1":
+            factories.setdefault("random weights (UI demo)", random_weights_factory(image_size=512))
+        self.settings = SessionSettings(napari_viewer, factories)
+        self._build()
+        self.viewer.layers.events.inserted.connect(self._layers_changed)
+        self.viewer.layers.events.removed.connect(self._layers_changed)
+
+    # ------------------------------------------------------------------ building
+    def _build(self) -> None:
+        self.busy_bar = QProgressBar()
+        self.busy_bar.setRange(0, 0)
+        self.busy_bar.setMaximumHeight(8)
+        self.busy_bar.setTextVisible(False)
+        self.busy_bar.hide()
+        self.status_label = QLabel("Choose an image and press Start.")
+        self.status_label.setWordWrap(True)
+
+        self.new_button = QPushButton("New object (N)")
+        self.current_label = QLabel()
+        self.negative_check = QCheckBox("Negative clicks (Q)")
+        self.objects = ObjectsList()
+        self.mask_button = QPushButton("Use painted mask as prompt (U)")
+        row = QHBoxLayout()
+        row.addWidget(self.new_button)
+        row.addWidget(self.current_label, 1)
+        row.addWidget(self.negative_check)
+        objects_layout = QVBoxLayout()
+        objects_layout.addLayout(row)
+        objects_layout.addWidget(self.objects)
+        objects_layout.addWidget(self.mask_button)
+        self.objects_box = QGroupBox("Objects")
+        self.objects_box.setLayout(objects_layout)
+
+        self.direction_combo = QComboBox()
+        self.direction_combo.addItems(["forward", "backward", "both"])
+        self.range_check = QCheckBox("only frames")
+        self.first_spin, self.last_spin = QSpinBox(), QSpinBox()
+        self.patience_spin = QSpinBox()
+        self.patience_spin.setRange(0, 1000)
+        self.patience_spin.setSpecialValueText("never")
+        self.patience_spin.setSuffix(" frames")
+        self.patience_spin.setToolTip("Stop tracking an object once it is absent this many frames in a row")
+        self.propagate_button = QPushButton("Propagate (G)")
+        self.here_button = QPushButton("From here (Shift-G)")
+        self.cancel_button = QPushButton("Cancel (Shift-C)")
+        range_row = QHBoxLayout()
+        for w in (self.range_check, self.first_spin, QLabel("to"), self.last_spin):
+            range_row.addWidget(w)
+        buttons = QHBoxLayout()
+        for w in (self.propagate_button, self.here_button, self.cancel_button):
+            buttons.addWidget(w)
+        self.propagate_box = QGroupBox("Propagate")
+        form = QFormLayout(self.propagate_box)
+        form.addRow("Direction", self.direction_combo)
+        form.addRow("Range", range_row)
+        form.addRow("Stop when lost for", self.patience_spin)
+        form.addRow(buttons)
+
+        self.help_box = QGroupBox("Shortcuts")
+        QVBoxLayout(self.help_box).addWidget(QLabel(shortcuts_html()))
+
+        layout = QVBoxLayout(self)
+        for w in (self.settings, self.busy_bar, self.status_label, self.objects_box, self.propagate_box,
+                  self.help_box):
+            layout.addWidget(w)
+        layout.addStretch(1)
+
+        self.settings.start_stop.connect(self._start_stop)
+        self.settings.message.connect(self.status_label.setText)
+        self.new_button.clicked.connect(self.new_object)
+        self.negative_check.toggled.connect(self._negative_toggled)
+        self.mask_button.clicked.connect(self.use_painted_mask)
+        self.propagate_button.clicked.connect(self.propagate)
+        self.here_button.clicked.connect(self.propagate_from_here)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.objects.selected.connect(self._object_selected)
+        self.objects.visibility_changed.connect(lambda o, v: self.controller and self.controller.set_visible(o, v))
+        self.objects.renamed.connect(lambda o, n: self.controller and self.controller.rename(o, n))
+        self.objects.delete_requested.connect(self.delete_object)
+        self.objects.jump_requested.connect(lambda f: self.controller and self.controller.go_to_frame(f))
+        self._set_running(False)
+
+    def _layers_changed(self, event: Any) -> None:
+        c = self.controller
+        ours = c is not None and (event.value is self._session_image or event.value in c.layers.all)
+        if ours and event.type == "removed":
+            self.status_label.setText(f"layer “{event.value.name}” was removed: session stopped")
+            self.stop(remove_layers=True)
+        self.settings.fill_layers()
+
+    # ------------------------------------------------------------------ session
+    def _start_stop(self) -> None:
+        if self.controller is None:
+            self.start()
+        else:
+            self.stop()
+
+    def start(self) -> TrackingController | None:
+        """Open the label store, add the layers, load the model in the background, restore a saved session."""
+        layer = self.settings.image_layer()
+        if layer is None:
+            self._error("open an image first (a time-lapse or a volume)")
+            return None
+        try:
+            choice = self.settings.stack_choice(layer)
+            model = self.settings.model_choice()
+            controller = TrackingController(self.viewer, layer, choice, self.settings.store_path(), model,
+                                            self.settings.device())
+        except (ValueError, OSError) as err:
+            self._error(str(err))
+            return None
+        self.controller, self._session_image = controller, layer
+        controller.status.connect(self.status_label.setText)
+        controller.error.connect(self._error)
+        controller.tasks.busy_changed.connect(self.busy_bar.setVisible)
+        controller.objects_changed.connect(self._refresh_objects)
+        controller.current_changed.connect(self._current_changed)
+        controller.propagating.connect(self._propagating)
+        self.busy_bar.setVisible(controller.busy)
+        for spin in (self.first_spin, self.last_spin):
+            spin.setRange(0, controller.num_frames - 1)
+        self.last_spin.setValue(controller.num_frames - 1)
+        self._bind_keys()
+        self._set_running(True)
+        self._refresh_objects()
+        where = f"{choice.describe()}; labels in {controller.store.path}"
+        self.status_label.setText(f"{where}; loading {model.describe()}…")
+        return controller
+
+    def stop(self, remove_layers: bool = True) -> None:
+        """End the session (everything is already saved) and remove its layers."""
+        if self.controller is None:
+            return
+        controller, self.controller = self.controller, None
+        self._unbind_keys()
+        controller.close(remove_layers=remove_layers)
+        self._set_running(False)
+        self.busy_bar.hide()
+        self.objects.set_rows([])
+        self.status_label.setText("Session ended; its labels and prompts are saved.")
+
+    def _set_running(self, running: bool) -> None:
+        self.settings.set_running(running)
+        self.objects_box.setEnabled(running)
+        self.propagate_box.setEnabled(running)
+        self.cancel_button.setEnabled(False)
+
+    def _error(self, message: str) -> None:
+        self.status_label.setText(message)
+        show_error(f"SAM 2: {message}")
+
+    # ------------------------------------------------------------------ actions (buttons and keys)
+    def new_object(self, *_: Any) -> None:
+        if self.controller is not None:
+            self.controller.new_object()
+
+    def toggle_polarity(self, *_: Any) -> None:
+        self.negative_check.toggle()
+
+    def _negative_toggled(self, negative: bool) -> None:
+        if self.controller is not None and self.controller.positive == negative:
+            self.controller.toggle_polarity()
+
+    def use_painted_mask(self, *_: Any) -> None:
+        if self.controller is not None:
+            self.controller.use_painted_mask()
+
+    def propagate(self, *_: Any, from_here: bool = False) -> None:
+        if self.controller is None:
+            return
+        frame_range = (self.first_spin.value(), self.last_spin.value()) if self.range_check.isChecked() else None
+        start = self.controller.layers.current_frame() if from_here else None
+        self.controller.propagate(self.direction_combo.currentText(), from_frame=start, frame_range=frame_range,
+                                  patience=self.patience_spin.value())
+
+    def propagate_from_here(self, *_: Any) -> None:
+        self.propagate(from_here=True)
+
+    def cancel(self, *_: Any) -> None:
+        if self.controller is not None:
+            self.controller.cancel()
+
+    def delete_object(self, obj_id: int) -> None:
+        if self.controller is not None:
+            self.controller.delete_object(obj_id)
+            show_info(f"SAM 2: object {obj_id} deleted")
+
+    def _object_selected(self, obj_id: int) -> None:
+        if self.controller is not None and obj_id != self.controller.current:
+            self.controller.set_current(obj_id)
+
+    def _current_changed(self, obj_id: int) -> None:
+        colour = self.controller.colours().get(obj_id, "#ffffff") if self.controller else "#ffffff"
+        self.current_label.setText(f"current: <b style='color:{colour}'>● {obj_id}</b>")
+        item = self.objects.item_for(obj_id)
+        if item is not None and self.objects.current_id() != obj_id:
+            self.objects.list.setCurrentItem(item)
+
+    def _propagating(self, running: bool) -> None:
+        self.cancel_button.setEnabled(running)
+        self.propagate_button.setEnabled(not running)
+        self.here_button.setEnabled(not running)
+
+    def _refresh_objects(self) -> None:
+        c = self.controller
+        if c is None:
+            return
+        rows = [ObjectRow(i, info.name, info.colour, tuple(c.prompted_frames(i)), i not in c.hidden)
+                for i, info in sorted(c.store.objects.items())]
+        self.objects.set_rows(rows, c.current)
+        self._current_changed(c.current)
+
+    # ------------------------------------------------------------------ keys
+    def _bind_keys(self) -> None:
+        for key, _, method in SHORTCUTS:
+            action = getattr(self, method)
+            self._unbound[key] = self.viewer.bind_key(key, lambda viewer, a=action: a(), overwrite=True)
+
+    def _unbind_keys(self) -> None:
+        for key, previous in self._unbound.items():
+            self.viewer.bind_key(key, previous, overwrite=True)
+        self._unbound.clear()
