@@ -1,0 +1,291 @@
+"""``napari-sam2 segment``: check every input, then propagate into the label store, resumably.
+
+Order of work: the stack and the prompts (no torch), the label store and its run record (read-only), the export
+target, the model's weights and the device — all checked before anything is written, so a bad input changes
+nothing in LABELS. Then the store is locked (one writer at a time), the objects and prompts are recorded in it,
+and the run continues from its record (see ``runner`` for the resume rule).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from argparse import Namespace
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_sam2.cli.errors import CliError, UsageError
+from napari_sam2.cli.inputs import StackAndPrompts, open_stack_and_prompts, option_wording
+from napari_sam2.cli.progress import Progress
+from napari_sam2.cli.run_record import RunRecord, view_key
+from napari_sam2.cli.runner import Runner, SaveCadence
+from napari_sam2.cli.weights import ModelChoice, build_model, choose_model, pick_device
+from napari_sam2.io import LabelStore, LabelStoreError, StackError, export_ctc, export_ome_zarr, export_tiff
+from napari_sam2.io.prompt_file import PromptFileError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one writer at a time is then the user's care
+    fcntl = None
+
+DEFAULT_MODEL = "sam2.1_hiera_tiny"
+IMAGEJ_AXES = set("tzcyx")
+
+
+@dataclass
+class Plan:
+    """Everything a run needs, checked: inputs, store location and record, export, weights, device."""
+
+    data: StackAndPrompts
+    out: Path
+    key: str
+    record: RunRecord | None
+    export: tuple[str, Path] | None
+    model: ModelChoice
+    network: Any  # the built SAM 2 model; None when the run is already finished
+    device: Any
+    identity: dict[str, Any]
+    start: int
+    passes: list[str]
+
+
+def say(args: Namespace, text: str) -> None:
+    if not args.quiet:
+        print(f"napari-sam2: {text}", file=sys.stderr, flush=True)
+
+
+def _existing_record(out: Path, data: StackAndPrompts, key: str) -> RunRecord | None:
+    """Check an existing LABELS against the stack (read-only); its record for this run's frames, if any."""
+    if out.exists() and not out.is_dir():
+        raise CliError(f"{out} is a file; LABELS must be a label store folder (e.g. labels.zarr)")
+    if not out.is_dir() or not any(out.iterdir()):
+        return None
+    store = LabelStore.open(out, read_only=True)
+    store.view_for(data.source)  # raises LabelStoreError when the store belongs to another stack
+    return RunRecord.load(out, key)
+
+
+def _check_export(args: Namespace, data: StackAndPrompts, record: RunRecord | None) -> tuple[str, Path] | None:
+    if args.export is None:
+        if args.export_path is not None:
+            raise UsageError("--export-path needs --export ome-zarr|tiff|ctc")
+        return None
+    if args.export_path is None:
+        raise UsageError(f"--export {args.export} needs --export-path PATH")
+    path = Path(args.export_path)
+    axes = list(data.source.label_axes)
+    if args.export == "ctc":
+        if "t" not in axes:
+            raise CliError(f"a Cell Tracking Challenge export needs a 't' axis; the labels have axes {axes}")
+        extra = [a for a, n in zip(axes[:-2], data.source.label_shape, strict=False) if a not in "tz" and n > 1]
+        if extra:
+            raise CliError(f"axes {extra} have no place in a Cell Tracking Challenge export")
+    if args.export == "tiff" and not set(axes) <= IMAGEJ_AXES:
+        raise CliError(f"an ImageJ TIFF holds axes t, z, c, y, x; the labels have {axes}")
+    done = record is not None and _exported(record, args.export, path)
+    own_ome_zarr = args.export == "ome-zarr" and path.resolve() == data.stack_path.resolve()
+    if path.exists() and not done and not own_ome_zarr:
+        raise CliError(f"export path {path} already exists; choose a new one (nothing is overwritten)")
+    return args.export, path
+
+
+def _exported(record: RunRecord, fmt: str, path: Path) -> bool:
+    return {"format": fmt, "path": str(path.resolve())} in record.data.get("exports", []) and path.exists()
+
+
+def _pass_plan(direction: str, data: StackAndPrompts) -> tuple[int, list[str]]:
+    frames = data.prompts.frames
+    if direction == "backward":
+        return frames[-1], ["backward"]
+    start = frames[0]
+    if direction == "both" and start > 0:
+        return start, ["forward", "backward"]
+    return start, ["forward"]
+
+
+def plan_run(args: Namespace) -> Plan:
+    data = open_stack_and_prompts(args.stack, args.prompts, args.axis, args.channel, args.position, args.axes)
+    out = Path(args.out)
+    key = view_key(data.source.frame_axis, data.source.position)
+    record = _existing_record(out, data, key)
+    export = _check_export(args, data, record)
+    model = choose_model(args.model or DEFAULT_MODEL, args.image_size, args.checkpoint, args.random_weights)
+    device = pick_device(args.device)
+    identity = {**data.identity(), **model.identity(), "direction": args.direction, "precision": args.precision}
+    differences = record.differences(identity) if record is not None else []
+    finished = record is not None and record.data.get("complete") and not differences and not args.restart
+    network = None if finished else build_model(model)  # a checkpoint that does not fit is said before all else
+    if record is not None and not args.restart:
+        if differences:
+            state = "a finished" if record.data.get("complete") else "an unfinished"
+            raise CliError(
+                f"{out} holds {state} run over these frames made with other inputs ({', '.join(differences)}); "
+                "nothing was changed — add --restart to discard that run and segment again, or choose another --out"
+            )
+    start, passes = _pass_plan(args.direction, data)
+    return Plan(data, out, key, record, export, model, network, device, identity, start, passes)
+
+
+@contextlib.contextmanager
+def locked(out: Path):
+    """Hold an exclusive lock on the LABELS folder: a second process writing to it stops with an error."""
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise CliError(f"another napari-sam2 process is writing to {out}; wait for it or stop it") from None
+            except OSError:
+                pass  # a file system without locks
+        yield
+    finally:
+        os.close(fd)
+
+
+def record_prompts(plan: Plan, store: LabelStore, view: Any, old_ids: list[int]) -> None:
+    """Register the objects (with their names) and store the prompts of this run on its frames."""
+    for obj_id in old_ids:
+        view.clear_prompts(obj_id)
+    for obj in plan.data.prompts.objects:
+        store.add_object(obj.id, name=obj.name)
+        view.clear_prompts(obj.id)
+        for p in obj.prompts:
+            view.add_prompt(obj.id, p.frame, points=p.points, labels=p.labels, box=p.box, mask=p.mask)
+
+
+def clear_objects(view: Any, obj_ids: list[int]) -> None:
+    """Remove ``obj_ids`` from every frame of ``view`` (pixels painted by hand stay, as the store's rule says)."""
+    if not obj_ids:
+        return
+    height, width = view.shape2d
+    for frame in range(len(view)):
+        labels = view.read_frame(frame)
+        present = [i for i in obj_ids if (labels == i).any()]
+        if present:
+            view.write_result(frame, present, np.full((len(present), height, width), -1.0, np.float32))
+
+
+def apply_prompts(session: Any, plan: Plan) -> None:
+    from napari_sam2.engine import PromptError
+
+    try:
+        for obj in plan.data.prompts.objects:
+            for p in obj.prompts:
+                if p.kind == "mask":
+                    session.add_mask(p.frame, obj.id, p.mask)
+                elif p.kind == "box":
+                    session.add_box(p.frame, obj.id, p.box, points=p.points, labels=p.labels)
+                else:
+                    session.add_points(p.frame, obj.id, p.points, p.labels)
+    except PromptError as exc:
+        raise CliError(f"{plan.data.prompts.source}: object {obj.id}, frame {p.frame}: {exc}") from None
+
+
+def export_labels(plan: Plan, store: LabelStore, record: RunRecord, args: Namespace) -> None:
+    if plan.export is None:
+        return
+    fmt, path = plan.export
+    if _exported(record, fmt, path):
+        say(args, f"{fmt} export {path} is already written")
+        return
+    if fmt == "ome-zarr":
+        written = export_ome_zarr(plan.data.source, store, path)
+    elif fmt == "tiff":
+        written = export_tiff(store, path)
+    else:
+        written = export_ctc(store, path)
+    record.data.setdefault("exports", []).append({"format": fmt, "path": str(path.resolve())})
+    record.save()
+    say(args, f"exported {fmt} to {written}")
+
+
+def _make_session(plan: Plan, model: Any, record: RunRecord, args: Namespace) -> Any:
+    from napari_sam2.engine import Session
+    from napari_sam2.engine.persistence import SessionStateError
+
+    # One frame per image-encoder call: batched calls give results that differ in the last bits with the batch's
+    # make-up, which depends on where a run (re)started — and a resumed run must give the very same labels.
+    session = Session(model, plan.data.source, device=plan.device, precision=args.precision, encoder_batch_size=1)
+    if record.data["state"] is None:
+        apply_prompts(session, plan)
+        return session
+    try:
+        session.load_state(record.read_blob(record.data["state"]))
+    except (SessionStateError, ValueError) as exc:
+        session.close()
+        raise CliError(f"{exc}; add --restart to segment again from the prompts") from None
+    return session
+
+
+def execute(plan: Plan, args: Namespace) -> int:
+    source, out = plan.data.source, plan.out
+    if plan.network is None:
+        say(args, f"{out}: the run along {source.frame_axis!r} is already complete; nothing to compute")
+        store = LabelStore.open(out)
+        with locked(out):
+            export_labels(plan, store, plan.record, args)
+        print(out)
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    with locked(out):
+        store = LabelStore.for_source(out, source)
+        view = store.view_for(source)
+        record = plan.record
+        if record is not None and args.restart:
+            say(args, f"--restart: discarding the earlier run over these frames in {out}")
+            old_ids = [int(i) for i in record.data.get("objects", [])]
+            clear_objects(view, old_ids)
+            record.delete()
+            record = None
+        if record is None:
+            record = RunRecord.create(out, plan.key, plan.identity, passes=plan.passes, start=plan.start,
+                                      objects=[o.id for o in plan.data.prompts.objects], device=str(plan.device),
+                                      stack_path=str(plan.data.stack_path.resolve()), command=sys.argv[1:],
+                                      prompts_recorded=False)
+        else:
+            if record.data.get("device") != str(plan.device):
+                say(args, f"note: this run was started on {record.data.get('device')} and continues on "
+                          f"{plan.device}; frames computed here may differ slightly from an uninterrupted run")
+            record.remove_unreferenced()
+        if not record.data.get("prompts_recorded"):
+            record_prompts(plan, store, view, [])
+            record.data["prompts_recorded"] = True
+            record.save()
+        session = _make_session(plan, plan.network, record, args)
+        cadence = SaveCadence(args.save_every)
+        progress = Progress(1, enabled=not args.quiet)
+        runner = Runner(session, view, record, progress, cadence)
+        progress.total, progress.done = runner.total_steps(), runner.steps_done()
+        if progress.done:
+            say(args, f"resuming: {progress.done} of {progress.total} frames were done")
+        say(args, f"segmenting {len(plan.data.prompts.objects)} object(s) over {len(source)} frames along "
+                  f"{source.frame_axis!r} of {plan.data.stack_path.name} on {plan.device} into {out}")
+        try:
+            runner.run()
+        finally:
+            session.close()
+        export_labels(plan, store, record, args)
+    say(args, f"done: labels in {out}")
+    print(out)
+    return 0
+
+
+def run_segment(args: Namespace) -> int:
+    """The ``segment`` command; input problems become one-line :class:`CliError`\\ s."""
+    logging.getLogger("tifffile").setLevel(logging.ERROR)  # its warnings about damaged files precede our error line
+    try:
+        plan = plan_run(args)
+        try:
+            return execute(plan, args)
+        finally:
+            plan.data.source.close()
+    except (StackError, LabelStoreError, PromptFileError) as exc:
+        raise CliError(option_wording(str(exc))) from None
+    except OSError as exc:
+        raise CliError(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) from None
