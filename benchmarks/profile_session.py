@@ -1,6 +1,6 @@
-"""Where the session's time goes on the GPU: torch.profiler over a short propagation (tiny, OBJS objects).
+"""Where the session's time goes on the GPU: per-component CUDA time and the top kernels of a propagation.
 
-    PYTHONPATH=src python3 benchmarks/profile_session.py     # env: OBJS (20), NFRAMES (24), MODEL (tiny)
+    PYTHONPATH=src python3 benchmarks/profile_session.py     # env: OBJS (20), NFRAMES (40), MODEL (tiny)
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -21,34 +22,55 @@ from napari_sam2.engine import Session  # noqa: E402
 from napari_sam2.model import build_sam2  # noqa: E402
 
 OBJS = int(os.environ.get("OBJS", 20))
-NFRAMES = int(os.environ.get("NFRAMES", 24))
+NFRAMES = int(os.environ.get("NFRAMES", 40))
 MODEL = os.environ.get("MODEL", "tiny")
+TIMES: dict[str, list] = defaultdict(list)
 
 
-def main() -> None:
-    model = build_sam2(f"sam2.1_hiera_{MODEL}", device="cuda")
-    stack = SyntheticStack(NFRAMES)
-    session = Session(model, stack, device="cuda", fill_hole_area=0)
-    for j in range(OBJS):
-        session.add_points(0, j + 1, [stack.click(j)], [1])
-    for _ in session.propagate(max_frames=6):
-        pass
+def timed(name, module):
+    forward = module.forward
+
+    def wrapper(*args, **kwargs):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        out = forward(*args, **kwargs)
+        end.record()
+        TIMES[name].append((start, end))
+        return out
+
+    module.forward = wrapper
+
+
+def propagate(session, stack):
     session.reset()
     session.features.clear()
     for j in range(OBJS):
         session.add_points(0, j + 1, [stack.click(j)], [1])
     torch.cuda.synchronize()
     t0 = time.perf_counter()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
-                                            torch.profiler.ProfilerActivity.CUDA]) as prof:
-        for _ in session.propagate():
-            pass
-        torch.cuda.synchronize()
-    dt = time.perf_counter() - t0
-    print(f"{MODEL} {OBJS} objects: {NFRAMES / dt:.1f} fps under the profiler")
-    table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=60)
-    print(table)
-    print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=25, max_name_column_width=60))
+    for _ in session.propagate():
+        pass
+    torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    model = build_sam2(f"sam2.1_hiera_{MODEL}", device="cuda")
+    stack = SyntheticStack(NFRAMES)
+    session = Session(model, stack, device="cuda", fill_hole_area=0)
+    propagate(session, stack)  # warm-up: kernels, SDPA choices for every memory size
+    for name in ("image_encoder", "memory_attention", "sam_mask_decoder", "sam_prompt_encoder", "memory_encoder"):
+        timed(name, getattr(model, name))
+    dt = propagate(session, stack)
+    torch.cuda.synchronize()
+    print(f"{MODEL}, {OBJS} objects, {NFRAMES} frames: {NFRAMES / dt:.1f} fps, {1000 * dt / NFRAMES:.1f} ms/frame")
+    for name, events in TIMES.items():
+        total = sum(s.elapsed_time(e) for s, e in events)
+        print(f"  {name:>20}: {total / NFRAMES:7.2f} ms/frame ({len(events)} calls)")
+    TIMES.clear()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        propagate(session, stack)
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=22, max_name_column_width=110))
 
 
 if __name__ == "__main__":

@@ -229,3 +229,18 @@ def test_float_frames_with_nan_and_constant_frames_are_handled(model):
         assert torch.isfinite(image).all()
     result = session.add_points(1, 1, [[20, 20]], [1])
     assert np.isfinite(result.logits).all()
+
+
+def test_cached_memory_keys_and_values_give_the_same_results(model, frames):
+    """The GPU's default (keys/values projected once per memory) equals the direct computation."""
+    direct = Session(model, frames, device="cpu", cache_memory_kv=False)
+    cached = Session(model, frames, device="cpu", cache_memory_kv=True)
+    for s in (direct, cached):
+        s.add_points(0, 1, [[28, 28]], [1])
+        s.add_points(4, 2, [[58, 55]], [1])
+    expected, got = run(direct), run(cached)
+    assert len(cached.tracker.kv_cache) > 0
+    assert_same(got, expected)
+    for s in (direct, cached):
+        s.add_points(7, 1, [[40, 30]], [1])  # a correction reads cached memories too
+    assert_same(run(cached, direction="backward", start=11), run(direct, direction="backward", start=11))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -30,8 +31,10 @@ def compute_context(device: torch.device, precision: str = "auto"):
     precision: "auto", "bf16" or "fp32". Autocast is per thread: enter this in the thread that computes.
     """
     stack = contextlib.ExitStack()
-    stack.enter_context(torch.inference_mode())
     use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    # autocast keeps its bfloat16 copies of the weights only outside inference mode: no_grad there
+    grad_off = torch.no_grad() if use_bf16 and os.environ.get("NAPARI_SAM2_INFERENCE_MODE") != "1" else None
+    stack.enter_context(grad_off if grad_off is not None else torch.inference_mode())
     if use_bf16 and device.type in ("cuda", "cpu"):
         stack.enter_context(torch.autocast(device.type, dtype=torch.bfloat16))
     return stack

@@ -36,6 +36,7 @@ class Tracker:
         *,
         num_frames: int,
         fill_hole_area: int,
+        cache_memory_kv: bool = False,
     ) -> None:
         self.model = model
         self.features = features
@@ -43,6 +44,7 @@ class Tracker:
         self.num_frames = num_frames
         self.fill_hole_area = fill_hole_area
         self._memory_pos: torch.Tensor | None = None  # the same for every frame and object
+        self.kv_cache = model.new_kv_cache() if cache_memory_kv else None
 
     @property
     def device(self) -> torch.device:
@@ -63,11 +65,13 @@ class Tracker:
     ) -> FrameOutput:
         """One object's output for its prompts on ``frame``; ``plan`` is None on a first prompt."""
         features = self.features.get(frame)
-        spatial, pointers = self._memories([track], plan) if plan is not None and mask is None else ((), ())
+        spatial, pointers, ids = self._memories([track], plan) if plan is not None and mask is None else ((), (), ())
         step = self.model.track_step(
             features,
             spatial=spatial,
             pointers=pointers,
+            kv_cache=self.kv_cache,
+            memory_ids=ids,
             num_frames=self.num_frames,
             is_first_prompt=is_first_prompt,
             point_coords=None if points is None else points.coords.to(self.device),
@@ -96,8 +100,9 @@ class Tracker:
     ) -> list[FrameOutput]:
         """Track several objects that share ``plan`` on ``frame`` in one batch; returns their new outputs."""
         features = self.features.get(frame, upcoming).expand(len(tracks))
-        spatial, pointers = self._memories(tracks, plan)
-        step = self.model.track_step(features, spatial=spatial, pointers=pointers, num_frames=self.num_frames)
+        spatial, pointers, ids = self._memories(tracks, plan)
+        step = self.model.track_step(features, spatial=spatial, pointers=pointers, num_frames=self.num_frames,
+                                     kv_cache=self.kv_cache, memory_ids=ids)
         self._remember_memory_pos(step.memory_pos_enc)
         return self._store(step)
 
@@ -117,10 +122,11 @@ class Tracker:
     # -- internals -----------------------------------------------------------------------------------------
     def _memories(
         self, tracks: Sequence[ObjectTrack], plan: MemoryPlan
-    ) -> tuple[list[SpatialMemory], list[PointerMemory]]:
-        spatial = []
+    ) -> tuple[list[SpatialMemory], list[PointerMemory], list[tuple[int, ...]]]:
+        spatial, ids = [], []
         for frame, slot, store in plan.spatial:
             outs = [plan.lookup(t, frame, store) for t in tracks]
+            ids.append(tuple(o.memory_id for o in outs))
             feats = torch.cat([self.vault.get(o.memory_id, self.device) for o in outs])
             spatial.append(SpatialMemory(feats, self._memory_pos, slot))
         pointers = [
@@ -129,7 +135,7 @@ class Tracker:
             )
             for frame, distance, store in plan.pointers
         ]
-        return spatial, pointers
+        return spatial, pointers, ids
 
     def _remember_memory_pos(self, pos: torch.Tensor | None) -> None:
         if self._memory_pos is None and pos is not None:

@@ -199,6 +199,13 @@ class MemoryAttention(nn.Module):
             raise ValueError(f"batch sizes differ: current frame {curr.shape[1]}, memory {memory.shape[1]}")
         feat_hw = feat_hw or grid_of(curr.shape[0])
         memory_kv = self.project_memory(memory, memory_pos, num_obj_ptr_tokens, feat_hw)
+        return self.attend_memory(curr, curr_pos, memory_kv, feat_hw)
+
+    def attend_memory(
+        self, curr: torch.Tensor, curr_pos: torch.Tensor, memory_kv: list[MemoryKV], feat_hw: tuple[int, int]
+    ) -> torch.Tensor:
+        """The layers on already projected memory keys and values (one (k, v) per layer, e.g. from a cache):
+        curr, curr_pos (HW, B, d_model) → (HW, B, d_model)."""
         rotation = self.rotation(feat_hw, curr.device)
         output = (curr + 0.1 * curr_pos).transpose(0, 1)  # pos_enc_at_input, then batch-first
         for layer, kv in zip(self.layers, memory_kv, strict=True):

@@ -21,6 +21,7 @@ from .image_encoder import build_image_encoder
 from .mask_decoder import build_sam_heads
 from .memory_attention import build_memory_attention
 from .memory_encoder import build_memory_encoder
+from .memory_kv_cache import MemoryKVCache
 from .memory_tokens import PointerMemory, SpatialMemory, assemble_memory_tokens
 
 NO_OBJECT_SCORE = -1024.0  # mask logit written where the object is predicted absent (NO_OBJ_SCORE)
@@ -133,14 +134,41 @@ class SAM2Model(nn.Module):
         pointers: Sequence[PointerMemory],
         *,
         num_frames: int,
+        kv_cache: MemoryKVCache | None = None,
+        memory_ids: Sequence[Sequence[int]] | None = None,
     ) -> torch.Tensor:
         """Memory-conditioned features (B, C, h, w); with no memory at all (a first prompted frame) the
-        learned ``no_mem_embed`` is added instead (directly_add_no_mem_embed)."""
+        learned ``no_mem_embed`` is added instead (directly_add_no_mem_embed).
+
+        With ``kv_cache``, each spatial memory's keys and values come from the cache under ``memory_ids``
+        (one id per object per spatial memory; the same id must always name the same memory tensor).
+        """
         b, c, h, w = features.vision.shape
         if not spatial and not pointers:
             return features.vision + self.no_mem_embed.view(1, c, 1, 1)
+        curr = features.vision.flatten(2).permute(2, 0, 1)
+        curr_pos = features.vision_pos.flatten(2).permute(2, 0, 1)
+        if kv_cache is not None:
+            dtype = features.vision.dtype
+            entries = [(ids, m.features.to(dtype), m.pos_enc, m.temporal_slot)
+                       for m, ids in zip(spatial, memory_ids, strict=True)]
+            ptr = self._memory_tokens((), pointers, num_frames, dtype) if pointers else None
+            kv = kv_cache.memory_kv(entries, ptr and ptr.memory, ptr and ptr.memory_pos, (h, w))
+            out = self.memory_attention.attend_memory(curr, curr_pos, kv, (h, w))
+            return out.permute(1, 2, 0).reshape(b, c, h, w)
+        tokens = self._memory_tokens(spatial, pointers, num_frames, features.vision.dtype)
+        out = self.memory_attention(
+            curr, curr_pos, tokens.memory, tokens.memory_pos, num_obj_ptr_tokens=tokens.num_pointer_tokens
+        )
+        return out.permute(1, 2, 0).reshape(b, c, h, w)
+
+    def new_kv_cache(self, max_entries: int = 256) -> MemoryKVCache:
+        """A cache of memory keys/values for ``condition_on_memory`` (see ``memory_kv_cache``)."""
+        return MemoryKVCache(self.memory_attention, self.maskmem_tpos_enc, max_entries)
+
+    def _memory_tokens(self, spatial, pointers, num_frames: int, dtype: torch.dtype):
         cfg = self.config
-        tokens = assemble_memory_tokens(
+        return assemble_memory_tokens(
             spatial,
             pointers,
             maskmem_tpos_enc=self.maskmem_tpos_enc,
@@ -148,14 +176,8 @@ class SAM2Model(nn.Module):
             max_pointer_distance=min(num_frames, cfg.max_obj_ptrs_in_encoder) - 1,
             add_tpos_enc_to_obj_ptrs=cfg.add_tpos_enc_to_obj_ptrs,
             proj_tpos_enc_in_obj_ptrs=cfg.proj_tpos_enc_in_obj_ptrs,
-            dtype=features.vision.dtype,
+            dtype=dtype,
         )
-        curr = features.vision.flatten(2).permute(2, 0, 1)
-        curr_pos = features.vision_pos.flatten(2).permute(2, 0, 1)
-        out = self.memory_attention(
-            curr, curr_pos, tokens.memory, tokens.memory_pos, num_obj_ptr_tokens=tokens.num_pointer_tokens
-        )
-        return out.permute(1, 2, 0).reshape(b, c, h, w)
 
     def encode_memory(
         self,
@@ -277,17 +299,21 @@ class SAM2Model(nn.Module):
         mask: torch.Tensor | None = None,
         prev_mask_logits: torch.Tensor | None = None,
         encode_memory: bool = True,
+        kv_cache: MemoryKVCache | None = None,
+        memory_ids: Sequence[Sequence[int]] | None = None,
     ) -> TrackStepOutput:
         """Segment B objects on one frame given their memories and prompts (``SAM2Base.track_step``).
 
         features: the frame's features expanded to B; spatial / pointers: the memories chosen by the memory
         bank (empty on a first prompted frame); mask: a mask prompt (B, 1, S, S), used as the output;
-        prev_mask_logits: (B, 1, 4h, 4w) earlier low-res logits fed with corrective clicks.
+        prev_mask_logits: (B, 1, 4h, 4w) earlier low-res logits fed with corrective clicks; kv_cache /
+        memory_ids: see ``condition_on_memory``.
         """
         if mask is not None and self.config.use_mask_input_as_output_without_sam:
             heads = self.mask_as_output(features.vision, features.high_res, mask)
         else:
-            pix_feat = self.condition_on_memory(features, spatial, pointers, num_frames=num_frames)
+            pix_feat = self.condition_on_memory(features, spatial, pointers, num_frames=num_frames,
+                                                kv_cache=kv_cache, memory_ids=memory_ids)
             num_points = 0 if point_labels is None else point_labels.shape[1]
             heads = self.run_heads(
                 pix_feat,

@@ -1,0 +1,100 @@
+"""Keys and values of spatial memories, projected and rotated once per memory instead of once per use.
+
+A tracked frame's memory is read by the next ``num_maskmem - 1`` frames, a prompted frame's by every frame;
+the reference recomputes its cross-attention key/value projections and rotary encoding each time (about
+two thirds of memory attention's time with 20 objects on an H200, ../shared/docs/PERFORMANCE.md). Between
+uses a key changes only by the temporal encoding of the slot the frame sits in, and that enters linearly:
+``k_proj(m + p + t_s) = k_proj(m + p) + W_k t_s``, and the rotation is linear too. So each memory's
+``R(k_proj(m + p))`` and ``v_proj(m)`` are computed once (per layer) and a constant per-slot table
+``R(W_k t_s)`` is added at use. Equal to the direct computation up to rounding (bfloat16 on the GPU).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .memory_attention import MemoryAttention, MemoryKV
+from .rotary import apply_rotary, rotate_keys
+
+
+class MemoryKVCache:
+    """LRU of per-layer (key, value) heads of single-object spatial memories, keyed by the caller's ids."""
+
+    def __init__(self, attention: MemoryAttention, maskmem_tpos_enc: torch.Tensor, max_entries: int = 256):
+        self.attention = attention
+        self.maskmem_tpos_enc = maskmem_tpos_enc  # (num_maskmem, 1, 1, mem_dim)
+        self.max_entries = max_entries
+        self._entries: OrderedDict[int, list[MemoryKV]] = OrderedDict()
+        self._slot_tables: dict[tuple, list[torch.Tensor]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._slot_tables.clear()
+
+    def memory_kv(
+        self,
+        spatial: Sequence[tuple[Sequence[int], torch.Tensor, torch.Tensor, int]],
+        pointer_tokens: torch.Tensor | None,
+        pointer_pos: torch.Tensor | None,
+        feat_hw: tuple[int, int],
+    ) -> list[MemoryKV]:
+        """Per layer, keys and values (B, heads, M, head_dim) of a batch's memory.
+
+        spatial: per memory frame, (one cache id per object, features (B, mem_dim, h, w), pos_enc (1 or B,
+        mem_dim, h, w), temporal slot); pointer_tokens / pointer_pos: (P, B, mem_dim) sequence first, or None.
+        """
+        rotation = self.attention.rotation(feat_hw, self.maskmem_tpos_enc.device)
+        per_layer: list[list[torch.Tensor]] = [[] for _ in self.attention.layers]
+        per_layer_v: list[list[torch.Tensor]] = [[] for _ in self.attention.layers]
+        for ids, features, pos_enc, slot in spatial:
+            bases = [self._base(key, features[i : i + 1], pos_enc[:1], rotation) for i, key in enumerate(ids)]
+            tables = self._slot_table(slot, rotation, bases[0][0][0].dtype)
+            for layer in range(len(per_layer)):
+                keys = torch.cat([b[layer][0] for b in bases]) if len(bases) > 1 else bases[0][layer][0]
+                values = torch.cat([b[layer][1] for b in bases]) if len(bases) > 1 else bases[0][layer][1]
+                per_layer[layer].append(keys + tables[layer])
+                per_layer_v[layer].append(values)
+        if pointer_tokens is not None:
+            tokens, pos = pointer_tokens.transpose(0, 1), pointer_pos.transpose(0, 1)
+            for layer, module in enumerate(self.attention.layers):
+                attn = module.cross_attn_image
+                per_layer[layer].append(attn.separate_heads(attn.k_proj(tokens + pos)))
+                per_layer_v[layer].append(attn.separate_heads(attn.v_proj(tokens)))
+        return [(torch.cat(k, dim=-2), torch.cat(v, dim=-2)) for k, v in zip(per_layer, per_layer_v, strict=True)]
+
+    def _base(self, key: int, features: torch.Tensor, pos_enc: torch.Tensor, rotation: torch.Tensor):
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        memory = features.flatten(2).transpose(1, 2)  # (1, HW, mem_dim)
+        pos = pos_enc.flatten(2).transpose(1, 2).to(memory.dtype)
+        kv = []
+        for module in self.attention.layers:
+            attn = module.cross_attn_image
+            k = rotate_keys(attn.separate_heads(attn.k_proj(memory + pos)), rotation)
+            kv.append((k, attn.separate_heads(attn.v_proj(memory))))
+        self._entries[key] = kv
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+        return kv
+
+    def _slot_table(self, slot: int, rotation: torch.Tensor, dtype: torch.dtype) -> list[torch.Tensor]:
+        """Per layer, R(W_k t_slot) over the grid: (1, heads, HW, head_dim)."""
+        key = (slot, rotation.shape[0], dtype)
+        if key not in self._slot_tables:
+            num_maskmem = self.maskmem_tpos_enc.shape[0]
+            tpos = self.maskmem_tpos_enc[num_maskmem - slot - 1].reshape(1, 1, -1).float()
+            tables = []
+            for module in self.attention.layers:
+                attn = module.cross_attn_image
+                delta = F.linear(tpos, attn.k_proj.weight.float()).expand(1, rotation.shape[0], -1)
+                tables.append(apply_rotary(attn.separate_heads(delta), rotation).to(dtype))
+            self._slot_tables[key] = tables
+        return self._slot_tables[key]
