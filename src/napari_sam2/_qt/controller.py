@@ -60,6 +60,7 @@ class TrackingController(QObject):
         self.last_latency_ms: float | None = None
         self._syncing = 0
         self._click_started: dict[tuple[int, int], float] = {}
+        self._painted: dict[tuple[int, ...], set[int]] = {}
         self._progress: Any = None
         self._prop_progress: Any = None
         self.tasks = TaskQueue(self)
@@ -122,6 +123,7 @@ class TrackingController(QObject):
         self.tasks.submit(Task("restore", self._restore, on_error=self._failed, on_finish=self._restored))
 
     def _load_step(self, step: LoadProgress) -> None:
+        self.status.emit(step.message)
         bar = self._progress
         if bar is not None:
             bar.set_description(f"SAM 2: {step.message}")
@@ -129,7 +131,6 @@ class TrackingController(QObject):
                 bar.total = step.total
                 bar.n = step.done
                 bar.refresh()
-        self.status.emit(step.message)
 
     def _loaded(self, session: Any) -> None:
         self.session = session
@@ -296,9 +297,16 @@ class TrackingController(QObject):
 
     # ------------------------------------------------------------------ painting
     def _on_paint(self, event: Any) -> None:
-        """Hand-painted pixels: record them as manual in the store so propagation keeps them."""
-        before = set(self.store.objects)
+        """Hand-painted pixels: record them as manual in the store so propagation keeps them. napari announces a
+        paint before writing it to the zarr array, so the store reads the planes once the event is handled."""
         for coords, ids in painted_planes(event.value, self.layers.ndim).items():
+            self._painted.setdefault(coords, set()).update(ids)
+        QTimer.singleShot(0, self._record_paint)
+
+    def _record_paint(self) -> None:
+        painted, self._painted = self._painted, {}
+        before = set(self.store.objects)
+        for coords, ids in painted.items():
             if ids:
                 self.store.write_manual_at(coords, self.store.read_plane(coords), obj_ids=ids)
         if set(self.store.objects) != before:
@@ -324,12 +332,8 @@ class TrackingController(QObject):
 
         def run() -> None:
             session = self.session
-            if session is None or frame in session.features:
-                return
-            from napari_sam2.engine.device import compute_context
-
-            with compute_context(session.device, session.precision):
-                session.features.get(frame)
+            if session is not None and frame not in session.features:
+                session.compute.run(session.features.get, frame)
 
         self.tasks.submit(Task("prefetch", run, on_error=self._failed))
 

@@ -29,19 +29,29 @@ def _rgba(colour: str, alpha: float = 1.0) -> np.ndarray:
 def painted_planes(atoms: Iterable[Any], ndim: int) -> dict[tuple[int, ...], set[int]]:
     """A Labels paint event's history atoms → ``{plane coordinates (all axes but y, x): label ids changed}``."""
     planes: dict[tuple[int, ...], set[int]] = {}
+
+    def note(plane_coords: np.ndarray, values: np.ndarray) -> None:
+        for coords in np.unique(plane_coords, axis=0):
+            here = (plane_coords == coords).all(axis=1)
+            planes.setdefault(tuple(int(c) for c in coords), set()).update(np.unique(values[here]).tolist())
+
     for atom in atoms:
         if hasattr(atom, "slice_key"):  # napari's masked paint atom: a bounding box, old values and one new value
-            ranges = [range(s.start or 0, s.stop) for s in atom.slice_key[: ndim - 2]]
-            ids = {int(atom.new_value), *np.unique(np.asarray(atom.old_values)).tolist()}
-            coords_list = np.stack(np.meshgrid(*ranges, indexing="ij"), -1).reshape(-1, ndim - 2) if ranges else [()]
+            starts = np.array([s.start or 0 for s in atom.slice_key[: ndim - 2]], int)
+            old = np.asarray(atom.old_values)
+            if atom.mask is None:  # every pixel of the box changed; old_values is the box
+                where = np.indices(old.shape).reshape(old.ndim, -1)
+                old = old.reshape(-1)
+            else:
+                where = np.asarray(np.nonzero(atom.mask))
+            plane_coords = where[: ndim - 2].T + starts
+            note(plane_coords, np.stack([old, np.full_like(old, atom.new_value)], -1))
         else:  # (indices, old values, new values)
             indices, old, new = atom
-            stacked = np.stack([np.asarray(i) for i in indices[: ndim - 2]], -1).reshape(-1, ndim - 2)
-            coords_list = np.unique(stacked, axis=0)
-            ids = {*np.unique(np.asarray(old)).tolist(), *np.unique(np.asarray(new)).tolist()}
-        for coords in coords_list:
-            planes.setdefault(tuple(int(c) for c in coords), set()).update(int(i) for i in ids)
-    return {k: v - {0} for k, v in planes.items()}
+            plane_coords = np.stack([np.asarray(i) for i in indices[: ndim - 2]], -1).reshape(-1, ndim - 2)
+            values = np.stack(np.broadcast_arrays(np.asarray(old), np.asarray(new)), -1).reshape(-1, 2)
+            note(plane_coords, values)
+    return {k: {int(i) for i in v} - {0} for k, v in planes.items()}
 
 
 class SessionLayers:
@@ -61,7 +71,7 @@ class SessionLayers:
         )
         self.points = viewer.add_points(
             np.empty((0, self.ndim)), ndim=self.ndim, name=f"{base} SAM 2 clicks",
-            size=max(4.0, min(frame_shape) / 40), border_width=0.25, border_width_is_relative=True,
+            size=max(5.0, min(frame_shape) / 25), border_width=0.25, border_width_is_relative=True,
             features={"obj_id": np.empty(0, int), "label": np.empty(0, int)}, **geometry,
         )
         self.points.feature_defaults = {"obj_id": 1, "label": 1}

@@ -68,6 +68,8 @@ class SessionSettings(QGroupBox):
         form.addRow(self.store_note)
         form.addRow(self.start_button)
         self.set_running(False)
+        self._default_store: str | None = None
+        self.store_edit.textChanged.connect(self._store_changed)
         self.image_combo.currentIndexChanged.connect(self._image_changed)
         self.model_combo.currentTextChanged.connect(lambda text: self.checkpoint_edit.setEnabled(text == LOCAL_FILE))
         self.start_button.clicked.connect(self.start_stop)
@@ -96,7 +98,8 @@ class SessionSettings(QGroupBox):
         if current in names:
             self.image_combo.setCurrentText(current)
         self.image_combo.blockSignals(False)
-        self._image_changed()
+        if self.image_combo.currentText() != current or not current:
+            self._image_changed()  # the choice changed: fill the axes, channels and store path again
 
     def _image_changed(self, *_: Any) -> None:
         if not self.image_combo.isEnabled():
@@ -120,8 +123,15 @@ class SessionSettings(QGroupBox):
             self.channel_combo.addItem(label, spec)
         self.channel_combo.setEnabled(self.channel_combo.count() > 0)
         path, beside = default_store_path(layer)
+        self._default_store = None if beside else str(path)
         self.store_edit.setText(str(path))
-        self.store_note.setText("" if beside else f"“{layer.name}” has no file: its labels are saved in {path.parent}")
+
+    def _store_changed(self, text: str) -> None:
+        """Say where the labels of a layer without a file go, while that default is chosen."""
+        default = self._default_store
+        note = f"This layer has no file: its labels go to {Path(default).parent}" if text == default else ""
+        self.store_note.setText(note)
+        self.store_note.setVisible(bool(note))
 
     def _browse_checkpoint(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "SAM 2 checkpoint", "", "PyTorch checkpoints (*.pt *.pth)")

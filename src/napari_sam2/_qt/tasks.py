@@ -8,12 +8,42 @@ clicks on one frame costs one computation, which reads the newest prompts when i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QObject, Signal
+
+
+class TaskFailed(Exception):
+    """Carries a task's RuntimeError to the main thread: superqt's generator workers take a RuntimeError for a
+    deleted worker and drop it silently (no ``errored``, no ``finished``), and torch raises many of them."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(str(original))
+        self.original = original
+
+
+def _shielded(gen: Generator) -> Callable[[], Generator]:
+    def run() -> Generator:
+        try:
+            return (yield from gen)
+        except RuntimeError as err:
+            raise TaskFailed(err) from err
+
+    return run
+
+
+def _shielded_call(func: Callable[[], Any]) -> Callable[[], Any]:
+    def run() -> Any:
+        try:
+            return func()
+        except RuntimeError as err:
+            raise TaskFailed(err) from err
+
+    return run
 
 
 @dataclass
@@ -39,6 +69,7 @@ class TaskQueue(QObject):
         self._queue: list[Task] = []
         self._current: Task | None = None
         self._worker: Any = None
+        self._generator: Generator | None = None
         self._closed = False
 
     @property
@@ -88,18 +119,27 @@ class TaskQueue(QObject):
         if self._current is not None or not self._queue:
             return
         task = self._current = self._queue.pop(0)
-        worker = self._worker = create_worker(task.func)
+        if inspect.isgeneratorfunction(task.func):
+            self._generator = task.func()
+            worker = create_worker(_shielded(self._generator), _ignore_errors=True)
+        else:
+            worker = create_worker(_shielded_call(task.func), _ignore_errors=True)
+        self._worker = worker
         if task.on_yield is not None and hasattr(worker, "yielded"):
             worker.yielded.connect(task.on_yield)
         if task.on_return is not None:
             worker.returned.connect(task.on_return)
-        if task.on_error is not None:
-            worker.errored.connect(task.on_error)
+        on_error = task.on_error
+        if on_error is not None:
+            worker.errored.connect(lambda err: on_error(err.original if isinstance(err, TaskFailed) else err))
         worker.finished.connect(self._finished)
         worker.start()
 
     def _finished(self) -> None:
         task, self._current, self._worker = self._current, None, None
+        generator, self._generator = self._generator, None
+        if generator is not None:
+            generator.close()  # a cancelled generator ends here, now, before the next task starts
         if task is not None and task.on_finish is not None:
             task.on_finish()
         if self._queue:

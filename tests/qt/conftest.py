@@ -1,0 +1,67 @@
+"""Fixtures for the napari plugin tests: a tiny random-weight SAM 2 and a viewer with a small stack."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_sam2._qt.controller import TrackingController
+
+TEST_MODEL = "tiny random weights (test)"
+FRAMES, SIZE = 6, 128
+_MODEL = {}
+
+
+def test_model_factory():
+    """SAM 2.1 tiny at image_size 256 with random weights (seed 0), its object-score head biased so that every
+    object is predicted present: the masks mean nothing, but they are non-empty and deterministic."""
+    if "model" not in _MODEL:
+        import torch
+
+        from napari_sam2.model import build_sam2
+
+        torch.manual_seed(0)
+        model = build_sam2("sam2.1_hiera_tiny", image_size=256)
+        head = model.sam_mask_decoder.pred_obj_score_head
+        last = head.layers[-1] if hasattr(head, "layers") else head
+        with torch.no_grad():
+            last.bias += 5.0
+        _MODEL["model"] = model
+    return _MODEL["model"]
+
+
+def cell_stack(frames: int = FRAMES, size: int = SIZE) -> np.ndarray:
+    """A bright square moving right by 2 pixels a frame on noise, uint16 (T, Y, X)."""
+    rng = np.random.default_rng(0)
+    stack = rng.integers(0, 800, (frames, size, size)).astype(np.uint16)
+    for t in range(frames):
+        stack[t, 40:80, 40 + 2 * t : 80 + 2 * t] += 3000
+    return stack
+
+
+@pytest.fixture
+def sam2_viewer(make_napari_viewer, tmp_path):
+    """(viewer, widget, start) — ``start()`` starts a session on the stack and waits until the model is ready."""
+    from napari_sam2._qt.widget import SAM2Widget
+
+    viewer = make_napari_viewer()
+    widget = SAM2Widget(viewer, model_factories={TEST_MODEL: test_model_factory})
+    viewer.window.add_dock_widget(widget, name="SAM 2")
+    created: list[TrackingController] = []
+
+    def start(qtbot, data=None, store=None, name="cells") -> TrackingController:
+        if data is not None or name not in viewer.layers:
+            viewer.add_image(cell_stack() if data is None else data, name=name, axis_labels=("t", "y", "x"))
+        settings = widget.settings
+        settings.image_combo.setCurrentText(name)
+        settings.model_combo.setCurrentText(TEST_MODEL)
+        settings.device_combo.setCurrentText("cpu")
+        settings.store_edit.setText(str(store or tmp_path / "labels.sam2.zarr"))
+        controller = widget.start()
+        assert controller is not None, widget.status_label.text()
+        created.append(controller)
+        qtbot.waitUntil(lambda: controller.session is not None and not controller.busy, timeout=30000)
+        return controller
+
+    yield viewer, widget, start
+    widget.stop()

@@ -1,0 +1,91 @@
+"""Screenshots of the real widget for the user guide: docs/images/*.png, written by driving the plugin on the
+synthetic cell sample (clicks on two cells, a box on a third, propagated forward).
+
+The model has random weights (no checkpoint can be downloaded on CI): the masks show where labels go, not what a
+trained SAM 2 would segment. A seed whose random masks stay local is used so the picture stays readable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image as PILImage
+
+from napari_sam2 import samples
+
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+_MODEL = {}
+
+
+def screenshot_model():
+    if "model" not in _MODEL:
+        import torch
+
+        from napari_sam2.model import build_sam2
+
+        torch.manual_seed(5)
+        model = build_sam2("sam2.1_hiera_tiny", image_size=256)
+        with torch.no_grad():
+            model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias += 5.0
+        _MODEL["model"] = model
+    return _MODEL["model"]
+
+
+def _save(viewer, name: str) -> Path:
+    DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+    path = DOCS_IMAGES / name
+    image = viewer.screenshot(canvas_only=False, flash=False)
+    PILImage.fromarray(np.asarray(image)).save(path)
+    return path
+
+
+def test_screenshots_of_the_widget_with_a_propagated_result(make_napari_viewer, qtbot, tmp_path):
+    from napari_sam2._qt.widget import SAM2Widget
+
+    viewer = make_napari_viewer()
+    viewer.window._qt_window.resize(1400, 900)  # not shown: the window is rendered off screen for the grab
+    movie = samples.synthetic_cell_timelapse(n_frames=8, size=160, n_cells=7)
+    viewer.add_image(movie, name="synthetic cells", axis_labels=("t", "y", "x"), colormap="gray")
+    widget = SAM2Widget(viewer, model_factories={"sam2.1_hiera_tiny (random weights)": screenshot_model})
+    viewer.window.add_dock_widget(widget, name="SAM 2", area="right")
+    settings = widget.settings
+    settings.model_combo.setCurrentText("sam2.1_hiera_tiny (random weights)")
+    settings.device_combo.setCurrentText("cpu")
+    settings.store_edit.setText(str(tmp_path / "synthetic_cells.sam2.zarr"))
+    start_png = _save(viewer, "widget_start.png")
+
+    c = widget.start()
+    qtbot.waitUntil(lambda: c.session is not None and not c.busy, timeout=60000)
+    first = movie[0].astype(float)
+    spots = []
+    for _ in range(2):  # the two brightest cells of frame 0
+        y, x = np.unravel_index(np.argmax(first), first.shape)
+        spots.append((int(y), int(x)))
+        first[max(0, y - 25) : y + 25, max(0, x - 25) : x + 25] = 0
+    for i, (y, x) in enumerate(spots):
+        if i:
+            widget.new_object()
+        c.layers.points.add([0, y, x])
+        qtbot.waitUntil(lambda: not c.busy, timeout=30000)
+    widget.new_object()
+    y, x = np.unravel_index(np.argmax(first), first.shape)
+    box = np.array([[0, y - 14, x - 14], [0, y - 14, x + 14], [0, y + 14, x + 14], [0, y + 14, x - 14]], float)
+    c.layers.shapes.add_rectangles(box)
+    qtbot.waitUntil(lambda: not c.busy, timeout=30000)
+    widget.propagate_button.click()
+    qtbot.waitUntil(lambda: not c.busy, timeout=60000)
+    assert all(c.view.provenance(f) for f in range(8))
+    viewer.layers.selection.active = c.layers.points
+    viewer.dims.set_point(0, 0)
+    c.layers.refresh_labels()
+    qtbot.wait(100)
+    prompts_png = _save(viewer, "widget_prompts.png")
+    viewer.dims.set_point(0, 5)
+    c.layers.refresh_labels()
+    qtbot.wait(100)
+    propagated_png = _save(viewer, "widget_propagated.png")
+    assert widget.settings.store_edit.text() == str(tmp_path / "synthetic_cells.sam2.zarr")
+    widget.stop()
+    for path in (start_png, prompts_png, propagated_png):
+        assert path.stat().st_size > 10_000
