@@ -8,8 +8,11 @@ deterministic, so the tests check where labels go and what is stored, not segmen
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
+from napari.utils._proxies import ReadOnlyWrapper
+from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
 from qtpy.QtCore import Qt
 
 from tests.qt.conftest import FRAMES, cell_stack
@@ -19,6 +22,27 @@ WAIT = 30000
 
 def idle(controller, qtbot):
     qtbot.waitUntil(lambda: not controller.busy, timeout=WAIT)
+
+
+@dataclass
+class MouseEvent:
+    """What napari's canvas hands to a layer's mouse callbacks (as in napari's own mouse-binding tests)."""
+
+    type: str
+    position: tuple[float, ...]
+    modifiers: list[str] = field(default_factory=list)
+    is_dragging: bool = False
+    pos: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    view_direction: list[float] | None = None
+    up_direction: list[float] | None = None
+    dims_displayed: list[int] = field(default_factory=lambda: [1, 2])
+
+
+def mouse_click(layer, position, modifiers=()):
+    """A mouse press and release on ``layer`` at world ``position``, through napari's mouse callbacks."""
+    for kind, run in (("mouse_press", mouse_press_callbacks), ("mouse_release", mouse_release_callbacks)):
+        event = MouseEvent(kind, tuple(position), list(modifiers))
+        run(layer, ReadOnlyWrapper(event, exceptions=("handled",)))
 
 
 def click(controller, qtbot, frame, y, x):
@@ -63,12 +87,18 @@ def test_click_segments_at_once_and_propagation_fills_the_stack(sam2_viewer, qtb
 def test_negative_clicks_boxes_and_a_second_object(sam2_viewer, qtbot):
     viewer, widget, start = sam2_viewer
     c = start(qtbot)
-    click(c, qtbot, 0, 60, 60)
-    widget.negative_check.setChecked(True)  # the Q key toggles this box
-    click(c, qtbot, 0, 10, 10)
-    assert c.layers.points.features["label"].tolist() == [1, 0]
+    viewer.dims.set_point(0, 0)
+    mouse_click(c.layers.points, (0, 60, 60))  # a plain click: positive
+    mouse_click(c.layers.points, (0, 10, 10), modifiers=["Shift"])  # Shift-click: negative
+    idle(c, qtbot)
+    qtbot.waitUntil(lambda: int(c.layers.points.feature_defaults["label"][0]) == 1)  # then plain clicks are + again
+    widget.negative_check.setChecked(True)  # the Q key toggles this box: plain clicks are now negative
+    click(c, qtbot, 0, 12, 100)
+    assert c.layers.points.features["label"].tolist() == [1, 0, 0]
+    assert c.layers.points.data[:, 1:].tolist() == [[60, 60], [10, 10], [12, 100]]
     [prompt] = c.view.prompts(1)
-    assert prompt.labels.tolist() == [1, 0]
+    assert prompt.labels.tolist() == [1, 0, 0]
+    widget.negative_check.setChecked(False)
 
     widget.new_button.click()
     assert c.current == 2 and c.layers.labels.selected_label == 2
@@ -274,3 +304,16 @@ def test_volume_propagates_along_z_at_the_chosen_time_point(sam2_viewer, qtbot):
     idle(c, qtbot)
     assert all(c.store.plane_provenance((1, z)) for z in range(5))
     assert not any(c.store.read_plane((0, z)).any() for z in range(5))
+
+
+def test_manifest_opens_the_widget_and_the_samples(make_napari_viewer):
+    """Plugins > SAM 2 and File > Open Sample go through npe2 to our widget and sample data."""
+    from napari_sam2._qt.widget import SAM2Widget
+
+    viewer = make_napari_viewer()
+    layers = viewer.open_sample("napari-sam2", "c2c12")
+    assert layers[0].data.shape == (10, 234, 234) and layers[0].axis_labels == ("t", "y", "x")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sam2", "SAM 2")
+    assert isinstance(widget, SAM2Widget)
+    assert widget.settings.image_combo.currentText() == layers[0].name
+    assert widget.settings.axis_combo.currentText() == "t"
