@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from napari_sam2.cli.main import main
 from tests.cli.helpers import MODEL, cli_env, one_error_line, run_cli
 
 HELP_CHECK = """
@@ -47,7 +49,7 @@ def test_a_command_is_required_and_unknown_options_are_one_line_usage_errors(cac
     assert run_cli(cache=cache).returncode == 2
 
 
-def test_info_reports_devices_versions_the_cache_and_cached_checkpoints(tmp_path):
+def test_info_reports_devices_versions_the_cache_and_cached_checkpoints(tmp_path, monkeypatch, capsys):
     (tmp_path / f"{MODEL}.pt").write_bytes(b"0" * 1000)
     result = subprocess.run([sys.executable, "-m", "napari_sam2.cli", "info", "--json"], env=cli_env(tmp_path),
                             capture_output=True, text=True, timeout=60)
@@ -56,18 +58,20 @@ def test_info_reports_devices_versions_the_cache_and_cached_checkpoints(tmp_path
     assert report["cache_dir"] == str(tmp_path) and report["cache_dir_from"] == "NAPARI_SAM2_CACHE"
     assert report["checkpoints"][MODEL]["cached"] and not report["checkpoints"]["sam2.1_hiera_large"]["cached"]
     assert report["devices"]["auto"] in ("cpu", "cuda", "mps") and report["torch"]
-    text = run_cli("info", cache=tmp_path)
-    assert text.returncode == 0
-    assert f"checkpoint cache: {tmp_path}" in text.stdout and "napari-sam2 fetch sam2.1_hiera_large" in text.stdout
+    monkeypatch.setenv("NAPARI_SAM2_CACHE", str(tmp_path))
+    assert main(["info"]) == 0
+    text = capsys.readouterr().out
+    assert f"checkpoint cache: {tmp_path} (from $NAPARI_SAM2_CACHE)" in text
+    assert "napari-sam2 fetch sam2.1_hiera_large" in text and re.search(rf"{MODEL} +cached, 0.0 MB", text)
 
 
-def test_fetch_finds_a_cached_checkpoint_and_says_clearly_when_it_cannot_download(tmp_path):
+def test_fetch_finds_a_cached_checkpoint_and_says_clearly_when_it_cannot_download(tmp_path, capsys):
     (tmp_path / f"{MODEL}.pt").write_bytes(b"0")
-    found = run_cli("fetch", MODEL, cache=tmp_path)
-    assert found.returncode == 0 and found.stdout.strip() == str(tmp_path / f"{MODEL}.pt")
-    missing = run_cli("fetch", "sam2.1_hiera_small", cache=tmp_path)
+    assert main(["fetch", MODEL, "--cache-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / f"{MODEL}.pt")
+    assert main(["fetch", "sam3", "--cache-dir", str(tmp_path)]) == 2
+    assert "napari-sam2: error: unknown model 'sam3'" in capsys.readouterr().err
+    missing = run_cli("fetch", "sam2.1_hiera_small", cache=tmp_path)  # a subprocess: the hub client is offline there
     assert missing.returncode == 1
     line = one_error_line(missing)
     assert "sam2.1_hiera_small.pt" in line and str(tmp_path) in line
-    unknown = run_cli("fetch", "sam3", cache=tmp_path)
-    assert unknown.returncode == 2 and "unknown model 'sam3'" in one_error_line(unknown)

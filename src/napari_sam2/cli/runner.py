@@ -115,11 +115,13 @@ class Runner:
         """Save the state for continuing this pass at ``next_frame`` and point the record at it."""
         began = time.monotonic()
         ref = self._save("state", next_frame, reverse)
-        old = self.record.data["state"]
-        self.record.data.update(state=ref, next_frame=next_frame)
-        self.record.data["frames_written"] = self.steps_done()
+        cost = time.monotonic() - began
+        data = self.record.data
+        old = data["state"]
+        data.update(state=ref, next_frame=next_frame, frames_written=self.steps_done(), state_bytes=ref["size"],
+                    saves=data.get("saves", 0) + 1, save_seconds=round(data.get("save_seconds", 0.0) + cost, 4))
         self.record.save()
-        if old and old != self.record.data["seed"]:
+        if old and old != data["seed"]:
             self.record.drop_blob(old)
         self.cadence.saved(time.monotonic() - began)
 
