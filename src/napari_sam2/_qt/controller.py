@@ -12,6 +12,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from threading import Thread
 from typing import Any
 
 from napari.layers.base import ActionType
@@ -21,7 +22,7 @@ from qtpy.QtCore import QObject, QTimer, Signal
 from napari_sam2._qt.layer_stack import StackChoice, layer_array
 from napari_sam2._qt.layers import SessionLayers, painted_planes
 from napari_sam2._qt.model_loading import LoadProgress, ModelChoice, session_steps
-from napari_sam2._qt.prompts import PromptBook, apply_prompt, segment_prompt
+from napari_sam2._qt.prompts import PromptBook, apply_prompt, record_prompt, segment_prompt
 from napari_sam2._qt.propagation import PropagationPlan, plan_propagation, propagation_steps
 from napari_sam2._qt.tasks import Task, TaskQueue
 from napari_sam2.io.colours import default_colour
@@ -63,6 +64,7 @@ class TrackingController(QObject):
         self._painted: dict[tuple[int, ...], set[int]] = {}
         self._progress: Any = None
         self._prop_progress: Any = None
+        self._closed = False
         self.tasks = TaskQueue(self)
         self.layers = SessionLayers(viewer, image, choice, self.store.labels, self.source.shape2d)
         self.current = max([*self.store.objects, *self.book.obj_ids(), 0]) or 1
@@ -90,6 +92,8 @@ class TrackingController(QObject):
                                (self.layers.labels.events.selected_label, self._on_selected_label)):
             with contextlib.suppress(Exception):
                 event.disconnect(handler)
+        with contextlib.suppress(ValueError):
+            self.layers.points.mouse_drag_callbacks.remove(self._click_polarity)
 
     @contextlib.contextmanager
     def _quiet(self) -> Iterator[None]:
@@ -102,6 +106,7 @@ class TrackingController(QObject):
 
     def close(self, remove_layers: bool = True) -> None:
         """End the session: stop the work in progress, release the engine (labels and prompts are already saved)."""
+        self._closed = True
         self._disconnect()
         session, self.session = self.session, None
         self.tasks.close(Task("close", lambda: session.close() if session is not None else None))
@@ -119,7 +124,7 @@ class TrackingController(QObject):
 
         self._progress = progress(total=0, desc=f"SAM 2: loading {model.describe()}")
         self.tasks.submit(Task("load", load, on_yield=self._load_step, on_return=self._loaded,
-                               on_error=self._failed, on_finish=self._close_progress))
+                               on_error=self._load_failed, on_finish=self._close_progress))
         self.tasks.submit(Task("restore", self._restore, on_error=self._failed, on_finish=self._restored))
 
     def _load_step(self, step: LoadProgress) -> None:
@@ -133,6 +138,9 @@ class TrackingController(QObject):
                 bar.refresh()
 
     def _loaded(self, session: Any) -> None:
+        if self._closed:  # stopped while the model was loading
+            Thread(target=session.close, daemon=True).start()
+            return
         self.session = session
         self.status.emit(f"model ready on {session.device}")
 
@@ -154,8 +162,11 @@ class TrackingController(QObject):
         if bar is not None:
             bar.close()
 
-    def _failed(self, err: BaseException) -> None:
-        message = f"{type(err).__name__}: {err}"
+    def _load_failed(self, err: BaseException) -> None:
+        self._failed(err, hint=" — press Stop, change the model or device, and Start again")
+
+    def _failed(self, err: BaseException, hint: str = "") -> None:
+        message = f"{type(err).__name__}: {err}{hint}"
         self.status.emit(message)
         self.error.emit(message)
 
@@ -273,10 +284,16 @@ class TrackingController(QObject):
         def run() -> int | None:
             return self._run_prompt(obj_id, frame)
 
+        def record() -> None:
+            if self.session is not None:
+                record_prompt(self.view, self.book.get(obj_id, frame), obj_id, frame)
+
         self.tasks.submit(Task(f"prompt-{obj_id}-{frame}", run, on_return=self._prompt_done, on_error=self._failed))
+        self.tasks.submit(Task(f"record-{obj_id}-{frame}", record, on_error=self._failed,
+                               on_finish=self.objects_changed.emit))
 
     def _run_prompt(self, obj_id: int, frame: int) -> int | None:
-        """In the worker: store and segment the (object, frame) prompt as the book has it now."""
+        """In the worker: segment the (object, frame) prompt as the book has it now; write the labels."""
         if self.session is None:
             return None
         segment_prompt(self.session, self.view, self.book.get(obj_id, frame), obj_id, frame)
@@ -285,13 +302,11 @@ class TrackingController(QObject):
     def _prompt_done(self, frame: int | None) -> None:
         if frame is None:
             return
-        now = time.perf_counter()
-        started = [t for (o, f), t in self._click_started.items() if f == frame]
-        if started:
-            self.last_latency_ms = 1000 * (now - min(started))
-            self._click_started = {k: t for k, t in self._click_started.items() if k[1] != frame}
         self.layers.refresh_labels([frame])
-        self.objects_changed.emit()
+        started = [t for (o, f), t in self._click_started.items() if f == frame]
+        if started:  # from the click's layer event to the labels redrawn
+            self.last_latency_ms = 1000 * (time.perf_counter() - min(started))
+            self._click_started = {k: t for k, t in self._click_started.items() if k[1] != frame}
         shown = f" in {self.last_latency_ms:.0f} ms" if self.last_latency_ms is not None else ""
         self.status.emit(f"frame {frame} segmented{shown}")
 

@@ -61,15 +61,21 @@ def apply_prompt(session: Any, frame: int, obj_id: int, prompt: FramePrompt) -> 
     return result
 
 
-def segment_prompt(session: Any, view: Any, prompt: FramePrompt | None, obj_id: int, frame: int) -> Any:
-    """Store ``prompt`` as the object's prompt on ``frame`` in the label store ``view`` (None: it has none any more),
-    give it to the engine and write the object's new mask there. Returns the engine's ``FrameResult``.
-
-    Removing an object's last prompt removes the object from the engine and clears its pixels on that frame.
-    """
+def record_prompt(view: Any, prompt: FramePrompt | None, obj_id: int, frame: int) -> None:
+    """Store ``prompt`` as the object's prompt on ``frame`` in the label store ``view`` (None: it has none now)."""
     view.clear_prompts(obj_id, frame)
     if prompt is not None:
         view.add_prompt(obj_id, frame, points=prompt.points, labels=prompt.labels, box=prompt.box, mask=prompt.mask)
+
+
+def segment_prompt(session: Any, view: Any, prompt: FramePrompt | None, obj_id: int, frame: int) -> Any:
+    """Give ``prompt`` (None: the object has no prompt on ``frame`` any more) to the engine and write the object's
+    new mask into the label store ``view``. Returns the engine's ``FrameResult``. (The prompt itself is stored
+    by :func:`record_prompt`, after the labels are on screen.)
+
+    Removing an object's last prompt removes the object from the engine and clears its pixels on that frame.
+    """
+    if prompt is not None:
         result = apply_prompt(session, frame, obj_id, prompt)
     elif obj_id in session.obj_ids and frame in session.prompted_frames(obj_id):
         result = session.clear_frame(frame, obj_id)
