@@ -41,12 +41,14 @@ class TensorVault:
         self._host: OrderedDict[int, torch.Tensor] = OrderedDict()
         self._on_disk: dict[int, tuple[Path, torch.dtype, tuple[int, ...]]] = {}
         self._on_device: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self._in_flight: OrderedDict[int, tuple[torch.Tensor, torch.cuda.Event]] = OrderedDict()
+        self._staging_pool: dict[tuple, list[torch.Tensor]] = {}
         self.host_bytes = 0
         self.peak_host_bytes = 0
         self.spilled_bytes = 0
 
     def __len__(self) -> int:
-        return len(self._host) + len(self._on_disk) + len(self._on_device)
+        return len(self._host) + len(self._on_disk) + len(self._on_device) + len(self._in_flight)
 
     def put(self, tensor: torch.Tensor) -> int:
         """Store a tensor (any device) and return its id. A device tensor stays in the device window and is
@@ -79,13 +81,16 @@ class TensorVault:
         if key is None:
             return
         self._forget_host(key)
+        if key in self._in_flight:
+            self._drain_copies(wait_for=key)
+            self._forget_host(key)
         spilled = self._on_disk.pop(key, None)
         if spilled is not None:
             spilled[0].unlink(missing_ok=True)
         self._on_device.pop(key, None)
 
     def clear(self) -> None:
-        for key in list(self._host) + list(self._on_disk) + list(self._on_device):
+        for key in list(self._host) + list(self._on_disk) + list(self._on_device) + list(self._in_flight):
             self.discard(key)
         self._on_device.clear()
 
@@ -108,7 +113,7 @@ class TensorVault:
         self._on_device.move_to_end(key)
         while len(self._on_device) > self.device_slots:
             old_key, old = self._on_device.popitem(last=False)
-            self._keep_on_host(old_key, _copy_to_pinned_host(old))
+            self._start_copy_to_host(old_key, old)
 
     def _keep_on_host(self, key: int, host: torch.Tensor) -> None:
         self._host[key] = host
@@ -120,12 +125,39 @@ class TensorVault:
         host = self._host.pop(key, None)
         if host is not None:
             self.host_bytes -= _nbytes(host)
-            _pending_copies.pop(host.data_ptr(), None)
+
+    def _start_copy_to_host(self, key: int, tensor: torch.Tensor) -> None:
+        """Copy an evicted device tensor to the host without stalling the GPU queue: into a reused pinned
+        staging buffer, asynchronously; it becomes an ordinary host tensor once the copy has finished."""
+        self._drain_copies()
+        if tensor.device.type != "cuda":
+            self._keep_on_host(key, tensor.to("cpu"))
+            return
+        spec = (tuple(tensor.shape), tensor.dtype)
+        free = self._staging_pool.get(spec)
+        staging = free.pop() if free else torch.empty(spec[0], dtype=spec[1], pin_memory=True)
+        staging.copy_(tensor, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        self._in_flight[key] = (staging, event)
+
+    def _drain_copies(self, wait_for: int | None = None) -> None:
+        """Move finished copies (and ``wait_for``, waiting for it) from staging buffers to host tensors."""
+        for key in list(self._in_flight):
+            staging, event = self._in_flight[key]
+            if key == wait_for:
+                event.synchronize()
+            elif not event.query():
+                continue
+            del self._in_flight[key]
+            self._keep_on_host(key, staging.clone())
+            self._staging_pool.setdefault((tuple(staging.shape), staging.dtype), []).append(staging)
 
     def _host_copy(self, key: int) -> torch.Tensor:
+        if key in self._in_flight:
+            self._drain_copies(wait_for=key)
         if key in self._host:
             self._host.move_to_end(key)
-            _wait_for_copy(self._host[key])
             return self._host[key]
         try:
             path, dtype, shape = self._on_disk.pop(key)
@@ -150,7 +182,6 @@ class TensorVault:
 
     def _spill(self, key: int) -> None:
         tensor = self._host.pop(key)
-        _wait_for_copy(tensor)
         self.host_bytes -= _nbytes(tensor)
         if self._spill_dir is None:
             root = self._spill_root
@@ -163,28 +194,6 @@ class TensorVault:
         np.save(path, array)
         self._on_disk[key] = (path, tensor.dtype, tuple(tensor.shape))
         self.spilled_bytes += array.nbytes
-
-
-_pending_copies: dict[int, torch.cuda.Event] = {}
-
-
-def _copy_to_pinned_host(tensor: torch.Tensor) -> torch.Tensor:
-    """An asynchronous device → host copy into pinned memory (no stall of the GPU queue); readers of the host
-    tensor wait for it with ``_wait_for_copy``."""
-    if tensor.device.type != "cuda":
-        return tensor.to("cpu")
-    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
-    host.copy_(tensor, non_blocking=True)
-    event = torch.cuda.Event()
-    event.record()
-    _pending_copies[host.data_ptr()] = event
-    return host
-
-
-def _wait_for_copy(host: torch.Tensor) -> None:
-    event = _pending_copies.pop(host.data_ptr(), None) if _pending_copies else None
-    if event is not None:
-        event.synchronize()
 
 
 def _nbytes(tensor: torch.Tensor) -> int:
