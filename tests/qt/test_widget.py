@@ -15,7 +15,7 @@ from napari.utils._proxies import ReadOnlyWrapper
 from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
 from qtpy.QtCore import Qt
 
-from tests.qt.conftest import FRAMES, cell_stack
+from tests.qt.conftest import FRAMES, TEST_MODEL, cell_stack
 
 WAIT = 30000
 
@@ -317,3 +317,22 @@ def test_manifest_opens_the_widget_and_the_samples(make_napari_viewer):
     assert isinstance(widget, SAM2Widget)
     assert widget.settings.image_combo.currentText() == layers[0].name
     assert widget.settings.axis_combo.currentText() == "t"
+
+
+def test_a_file_opened_with_our_reader_gets_its_labels_beside_it(sam2_viewer, qtbot, tmp_path):
+    import tifffile
+
+    viewer, widget, start = sam2_viewer
+    path = tmp_path / "movie.tif"
+    tifffile.imwrite(path, cell_stack(), imagej=True, metadata={"axes": "TYX"})
+    [layer] = viewer.open(path, plugin="napari-sam2")
+    widget.settings.image_combo.setCurrentText(layer.name)
+    assert widget.settings.axis_combo.currentText() == "t"
+    assert widget.settings.store_edit.text() == str(tmp_path / "movie.sam2.zarr")
+    assert not widget.settings.store_note.isVisibleTo(widget)
+    widget.settings.model_combo.setCurrentText(TEST_MODEL)
+    widget.settings.device_combo.setCurrentText("cpu")
+    c = widget.start()
+    qtbot.waitUntil(lambda: c.session is not None and not c.busy, timeout=WAIT)
+    click(c, qtbot, 2, 60, 60)
+    assert (tmp_path / "movie.sam2.zarr").is_dir() and (c.store.read_frame(2) == 1).any()

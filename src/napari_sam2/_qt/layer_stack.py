@@ -4,6 +4,7 @@ it and where its labels are saved by default. No Qt here, and nothing is read fr
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,10 +87,11 @@ def _stem(path: Path) -> str:
 
 
 def default_store_path(layer: Any) -> tuple[Path, bool]:
-    """``(path, beside_file)``: ``<image>.sam2.zarr`` next to the layer's file, or, for a layer with no file, a
-    folder in ``~/napari-sam2-labels`` named after the layer and its shape (so reopening finds it again)."""
+    """``(path, beside_file)``: ``<image>.sam2.zarr`` next to the layer's file; for a layer with no file (or a file
+    in a read-only folder), a folder in ``~/napari-sam2-labels`` named after the layer and its shape (so reopening
+    finds it again)."""
     path = layer_file(layer)
-    if path is not None:
+    if path is not None and os.access(path.parent, os.W_OK):
         return path.parent / f"{_stem(path)}{STORE_SUFFIX}", True
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(layer.name)).strip("_") or "image"
     shape = "x".join(str(s) for s in layer_array(layer).shape)

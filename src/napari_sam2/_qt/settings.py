@@ -129,7 +129,9 @@ class SessionSettings(QGroupBox):
     def _store_changed(self, text: str) -> None:
         """Say where the labels of a layer without a file go, while that default is chosen."""
         default = self._default_store
-        note = f"This layer has no file: its labels go to {Path(default).parent}" if text == default else ""
+        note = ""
+        if text == default:
+            note = f"This layer has no file (or its folder is read-only): labels go to {Path(default).parent}"
         self.store_note.setText(note)
         self.store_note.setVisible(bool(note))
 
