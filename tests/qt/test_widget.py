@@ -336,3 +336,15 @@ def test_a_file_opened_with_our_reader_gets_its_labels_beside_it(sam2_viewer, qt
     qtbot.waitUntil(lambda: c.session is not None and not c.busy, timeout=WAIT)
     click(c, qtbot, 2, 60, 60)
     assert (tmp_path / "movie.sam2.zarr").is_dir() and (c.store.read_frame(2) == 1).any()
+
+
+def test_closing_the_dock_widget_ends_the_session_and_keeps_the_labels(sam2_viewer, qtbot):
+    viewer, widget, start = sam2_viewer
+    c = start(qtbot)
+    click(c, qtbot, 0, 60, 60)
+    viewer.window.remove_dock_widget(widget)
+    from napari.utils.key_bindings import coerce_keybinding
+
+    assert widget.controller is None and c.session is None
+    assert c.layers.labels in viewer.layers  # the labels stay on screen
+    assert coerce_keybinding("N") not in viewer.keymap

@@ -8,6 +8,7 @@ from typing import Any
 
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QEvent
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -146,6 +147,12 @@ class SAM2Widget(QWidget):
         self.objects.jump_requested.connect(lambda f: self.controller and self.controller.go_to_frame(f))
         self._set_running(False)
 
+    def event(self, event: QEvent) -> bool:
+        """napari closes a dock widget by taking it out of its window: end the session then (its labels stay)."""
+        if event.type() == QEvent.Type.ParentChange and self.parent() is None and self.controller is not None:
+            self.stop(remove_layers=False)
+        return super().event(event)
+
     def _layers_changed(self, event: Any) -> None:
         c = self.controller
         ours = c is not None and (event.value is self._session_image or event.value in c.layers.all)
@@ -182,6 +189,8 @@ class SAM2Widget(QWidget):
         controller.objects_changed.connect(self._refresh_objects)
         controller.current_changed.connect(self._current_changed)
         controller.propagating.connect(self._propagating)
+        ready = "Ready: click on an object or draw a box (N: new object)"
+        controller.ready.connect(lambda: self.status_label.setText(ready))
         self.busy_bar.setVisible(controller.busy)
         for spin in (self.first_spin, self.last_spin):
             spin.setRange(0, controller.num_frames - 1)
