@@ -14,8 +14,10 @@ otherwise (``--save-every N`` fixes it); on SIGINT or SIGTERM the state is saved
 
 from __future__ import annotations
 
+import queue
 import signal
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,6 +52,51 @@ class SaveCadence:
         self.last_cost, self.frames, self.compute_seconds = cost, 0, 0.0
 
 
+class BackgroundWriter:
+    """Merges frame results into the label store in a thread, in order, while the next frames compute.
+
+    A write error is raised by the next ``put`` or ``flush``. The logits reach the host before they are queued
+    (in the thread that computed them), so the thread only merges and writes.
+    """
+
+    def __init__(self, view: Any, depth: int = 2) -> None:
+        self.view = view
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="napari-sam2-labels", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                if self._error is None:
+                    self.view.write_result(*item)
+            except BaseException as exc:  # handed to the main thread
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def put(self, result: Any) -> None:
+        self._raise()
+        self._queue.put((result.frame, result.obj_ids, result.logits))
+
+    def flush(self) -> None:
+        """Wait until every queued frame is written."""
+        self._queue.join()
+        self._raise()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+
 def pass_steps(direction: str, start: int, num_frames: int) -> int:
     """How many frames a pass from ``start`` yields."""
     return num_frames - start if direction == "forward" else start + 1
@@ -65,6 +112,7 @@ class Runner:
         self.progress = progress
         self.cadence = cadence
         self.stop_signal: int | None = None
+        self.writer = BackgroundWriter(view)
         self._tmp = Path(tempfile.mkdtemp(prefix="napari-sam2-state-"))
 
     # ------------------------------------------------------------------------------------------ progress
@@ -113,13 +161,15 @@ class Runner:
 
     def save_state(self, next_frame: int, reverse: bool) -> None:
         """Save the state for continuing this pass at ``next_frame`` and point the record at it."""
+        self.writer.flush()  # the labels of every frame before next_frame are on disk before the state says so
         began = time.monotonic()
         ref = self._save("state", next_frame, reverse)
         cost = time.monotonic() - began
         data = self.record.data
         old = data["state"]
-        data.update(state=ref, next_frame=next_frame, frames_written=self.steps_done(), state_bytes=ref["size"],
-                    saves=data.get("saves", 0) + 1, save_seconds=round(data.get("save_seconds", 0.0) + cost, 4))
+        data.update(state=ref, next_frame=next_frame, state_bytes=ref["size"], saves=data.get("saves", 0) + 1,
+                    save_seconds=round(data.get("save_seconds", 0.0) + cost, 4))
+        data["frames_written"] = self.steps_done()
         self.record.save()
         if old and old != data["seed"]:
             self.record.drop_blob(old)
@@ -147,6 +197,7 @@ class Runner:
                 while self.record.data["pass"] < len(self.passes):
                     self._run_pass()
         finally:
+            self.writer.close()
             self.progress.close()
             for leftover in self._tmp.iterdir():
                 leftover.unlink()
@@ -167,7 +218,7 @@ class Runner:
         step = -1 if reverse else 1
         began = time.monotonic()
         for result in self.session.propagate(start=begin, direction=direction):
-            self.view.write_frame_result(result)
+            self.writer.put(result)
             frame = result.frame
             self.cadence.frame_done(time.monotonic() - began)
             self.progress.advance()
@@ -183,6 +234,7 @@ class Runner:
         self._next_pass()
 
     def _next_pass(self) -> None:
+        self.writer.flush()
         data = self.record.data
         data["pass"] += 1
         old = data["state"]

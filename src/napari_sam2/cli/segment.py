@@ -117,6 +117,8 @@ def plan_run(args: Namespace) -> Plan:
     model = choose_model(args.model or DEFAULT_MODEL, args.image_size, args.checkpoint, args.random_weights)
     device = pick_device(args.device)
     identity = {**data.identity(), **model.identity(), "direction": args.direction, "precision": args.precision}
+    if args.encoder_batch != 1:
+        identity["encoder_batch"] = args.encoder_batch
     differences = record.differences(identity) if record is not None else []
     finished = record is not None and record.data.get("complete") and not differences and not args.restart
     network = None if finished else build_model(model)  # a checkpoint that does not fit is said before all else
@@ -209,9 +211,10 @@ def _make_session(plan: Plan, model: Any, record: RunRecord, args: Namespace) ->
     from napari_sam2.engine import Session
     from napari_sam2.engine.persistence import SessionStateError
 
-    # One frame per image-encoder call: batched calls give results that differ in the last bits with the batch's
-    # make-up, which depends on where a run (re)started — and a resumed run must give the very same labels.
-    session = Session(model, plan.data.source, device=plan.device, precision=args.precision, encoder_batch_size=1)
+    # One frame per image-encoder call by default: batched calls give results that differ in the last bits with
+    # the batch's make-up, which depends on where a run (re)started — and a resumed run must give the same labels.
+    session = Session(model, plan.data.source, device=plan.device, precision=args.precision,
+                      encoder_batch_size=args.encoder_batch)
     if record.data["state"] is None:
         apply_prompts(session, plan)
         return session
