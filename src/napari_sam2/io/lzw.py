@@ -50,11 +50,12 @@ def lzw_decode(data: bytes | bytearray | memoryview, out: Any = None) -> bytes:
 
 
 def ensure_lzw_decoder() -> None:
-    """Give tifffile this LZW decoder if ``imagecodecs`` is not installed (no-op otherwise)."""
-    try:
-        import imagecodecs  # noqa: F401
-    except ImportError:
-        from tifffile.tifffile import TIFF
+    """Give tifffile this LZW decoder if tifffile itself has no ``imagecodecs`` (no-op otherwise).
 
+    Asks tifffile rather than importing ``imagecodecs`` here: tifffile binds the package once, at its own import.
+    """
+    from tifffile import tifffile as tifffile_module
+
+    if getattr(tifffile_module, "imagecodecs", None) is None:
         with contextlib.suppress(AttributeError, TypeError):
-            TIFF.DECOMPRESSORS._codecs.setdefault(5, lzw_decode)
+            tifffile_module.TIFF.DECOMPRESSORS._codecs.setdefault(5, lzw_decode)
