@@ -1,5 +1,5 @@
 """``napari-sam2 segment`` on other stacks: an OME-TIFF along z at one time point (JSON or a napari Points CSV),
-and a zarr array."""
+and a zarr volume."""
 
 from __future__ import annotations
 
@@ -61,10 +61,10 @@ def test_z_frames_at_one_time_point_of_an_ome_tiff_fill_that_plane_from_json_or_
     np.testing.assert_array_equal(labels_of(from_csv), labels)
 
 
-def test_a_zarr_stack_along_t(tmp_path, checkpoint, cache):
-    stack = tmp_path / "movie.zarr"
-    frames = blob_stack(6, seed=3)
-    zarr.create_array(stack, data=frames, chunks=(1, SIDE, SIDE), dimension_names=("t", "y", "x"))
+def test_a_zarr_volume_runs_along_z_without_being_told(tmp_path, checkpoint, cache):
+    stack = tmp_path / "volume.zarr"
+    planes = blob_stack(6, seed=3)
+    zarr.create_array(stack, data=planes, chunks=(1, SIDE, SIDE), dimension_names=("z", "y", "x"))
     prompts = write_json(tmp_path / "p.json", {"objects": [
         {"id": 1, "prompts": [{"frame": 0, "box": [14, 10, 30, 26]}]}]})
     out = tmp_path / "labels.zarr"
@@ -72,5 +72,6 @@ def test_a_zarr_stack_along_t(tmp_path, checkpoint, cache):
                      *model_args(checkpoint), cache=cache)
     assert result.returncode == 0, result.stderr
     labels = labels_of(out)
-    assert labels.shape == frames.shape and set(np.unique(labels)) == {0, 1}
-    assert run_record(out)["passes"] == ["forward"]
+    assert labels.shape == planes.shape and set(np.unique(labels)) == {0, 1}
+    assert zarr.open_group(out, mode="r")["labels"].metadata.dimension_names == ("z", "y", "x")
+    assert run_record(out, "z")["passes"] == ["forward"]

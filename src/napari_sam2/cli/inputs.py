@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from napari_sam2.cli.errors import CliError, UsageError
-from napari_sam2.io import FrameSource, open_stack
+from napari_sam2.io import FrameSource
+from napari_sam2.io.axes import CHANNEL, SPATIAL
 from napari_sam2.io.prompt_file import PromptSet, load_prompts
+from napari_sam2.io.stack_formats import open_raw
 
 _API_TO_OPTIONS = [
     (re.compile(r"pass channel=<index> or channel='rgb'"), "pass --channel N or --channel rgb"),
@@ -92,6 +94,14 @@ class StackAndPrompts:
         }
 
 
+def default_axis(names: tuple[str, ...]) -> str:
+    """The frame axis when none is given: ``t`` if the stack has one, else its only other non-spatial axis."""
+    candidates = [n for n in names if n not in (*SPATIAL, CHANNEL)]
+    if "t" in candidates or len(candidates) != 1:
+        return "t"  # several candidates and no t: FrameSource's error lists them
+    return candidates[0]
+
+
 def _choose(option: Any, from_file: Any, name: str, prompts: PromptSet) -> Any:
     """The command line's value, else the prompt file's; both given and different is an error."""
     if option is None:
@@ -114,7 +124,8 @@ def parse_axes(text: str | None) -> str | list[str] | None:
 
 def open_stack_and_prompts(stack: str, prompts_path: str, axis: str | None, channel: str | None,
                            position: str | None, axes: str | None = None) -> StackAndPrompts:
-    """Open ``stack`` lazily along the chosen axis and read the prompts (options as given on the command line)."""
+    """Open ``stack`` lazily along the chosen axis (default: ``t``, or a volume's ``z``) and read the prompts
+    (options as given on the command line)."""
     axis_opt, channel_opt, position_opt = parse_axis(axis), parse_channel(channel), parse_position(position)
     if "c" in position_opt:  # `--position c=1` is a natural way to pick a channel
         if channel_opt is not None:
@@ -131,8 +142,13 @@ def open_stack_and_prompts(stack: str, prompts_path: str, axis: str | None, chan
         if prompts.position:
             for name, value in prompts.position.items():
                 position_opt[name] = _choose(position_opt.get(name), value, f"--position {name}=", prompts)
-    source = open_stack(path, axis="t" if axis_opt is None else axis_opt, channel=channel_opt,
-                        position=position_opt or None, axes=parse_axes(axes))
+    raw = open_raw(path, axes=parse_axes(axes))
+    try:
+        source = FrameSource(raw, axis=default_axis(raw.axes.names) if axis_opt is None else axis_opt,
+                             channel=channel_opt, position=position_opt or None)
+    except BaseException:
+        raw.close()
+        raise
     try:
         if prompts is None:
             prompts = load_prompts(prompts_path, axes=source.label_axes, frame_axis=source.frame_axis,

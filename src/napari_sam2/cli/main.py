@@ -75,7 +75,7 @@ def _add_segment(commands) -> None:
     p.add_argument("--out", required=True, metavar="LABELS", help="label store to write (a folder, e.g. labels.zarr)")
     where = p.add_argument_group("which frames")
     where.add_argument("--axis", metavar="t|z|NAME|INDEX",
-                       help="axis the frames run along (default: the prompt file's, else t)")
+                       help="axis the frames run along (default: the prompt file's, else t, or z for a volume)")
     where.add_argument("--channel", metavar="N|rgb", help="channel index, or rgb (default: the prompt file's)")
     where.add_argument("--position", metavar="z=12,...", help="index on every other non-spatial axis, e.g. t=3")
     where.add_argument("--axes", metavar="tzyx", help="names of the stack's axes, where its metadata has none")

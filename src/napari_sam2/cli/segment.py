@@ -265,6 +265,8 @@ def execute(plan: Plan, args: Namespace) -> int:
         progress = Progress(1, enabled=not args.quiet)
         runner = Runner(session, view, record, progress, cadence)
         progress.total, progress.done = runner.total_steps(), runner.steps_done()
+        if plan.model.checkpoint is None:
+            say(args, "--random-weights: the model's weights are random, so its masks are meaningless (a setup check)")
         if progress.done:
             say(args, f"resuming: {progress.done} of {progress.total} frames were done")
         say(args, f"segmenting {len(plan.data.prompts.objects)} object(s) over {len(source)} frames along "
