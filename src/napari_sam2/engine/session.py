@@ -84,6 +84,9 @@ class Session:
     cpu), or a device; the model is moved there. normalization / intensity_range: see ``FramePreparer``.
     feature_cache_bytes: budget of cached image features; host_budget_bytes: host memory for per-frame
     results before they spill to a disk cache in ``spill_dir`` (default: the system's temporary folder).
+    encoder_batch_size: frames per image-encoder call during propagation. Above 1 is faster on a GPU (about 17 %
+    with tiny at 1024 px on an H200), but a frame's features then depend in their last bits on which frames shared
+    its batch, so a run resumed elsewhere may differ by a few pixels; 1 keeps every result reproducible.
     cache_memory_kv: project each memory's attention keys/values once (``model.memory_kv_cache``; default on
     CUDA, where it saves most of memory attention's time; equal up to rounding).
     """
@@ -102,7 +105,7 @@ class Session:
         feature_cache_bytes: int = 1 << 30,
         host_budget_bytes: int = 4 << 30,
         spill_dir: str | None = None,
-        encoder_batch_size: int = 4,
+        encoder_batch_size: int = 1,
         cache_memory_kv: bool | None = None,
     ) -> None:
         self.device = pick_device(device)
