@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import zarr
 
+from tests.synthetic import moving_blobs
+
 MODEL = "sam2.1_hiera_tiny"
 IMAGE_SIZE = 128  # small and fast; the model and every code path are the real ones
 FRAMES, SIDE = 24, 64
@@ -39,19 +41,8 @@ def make_checkpoint(path: Path) -> Path:
 
 def blob_stack(num_frames: int = FRAMES, side: int = SIDE, seed: int = 0) -> np.ndarray:
     """(N, side, side) uint16: three bright blobs moving over a noisy background, like nuclei in a time-lapse."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32)
-    background = rng.normal(400, 60, (side, side)).astype(np.float32)
-    centres = np.array([[0.3, 0.3], [0.6, 0.55], [0.35, 0.75]]) * side
-    radii = np.array([0.09, 0.07, 0.06]) * side
-    frames = []
-    for t in range(num_frames):
-        img = background.copy()
-        for k, ((cy, cx), r) in enumerate(zip(centres, radii, strict=True)):
-            cy, cx = cy + 0.8 * t, cx + 0.5 * t * (1 if k % 2 else -1)
-            img += 3000 * np.exp(-(((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r**2)) ** 2)
-        frames.append(img)
-    return np.clip(np.stack(frames), 0, 65535).astype(np.uint16)
+    frames = moving_blobs(num_frames, side, seed=seed, background=(400, 60), brightness=3000, step=(0.8, 0.5))
+    return np.clip(frames, 0, 65535).astype(np.uint16)
 
 
 def disk(side: int, centre: tuple[float, float], radius: float) -> np.ndarray:

@@ -11,6 +11,7 @@ import torch
 from napari_sam2.engine import Session
 from napari_sam2.model import build_sam2
 from tests.reference import relative_error
+from tests.synthetic import moving_blobs
 
 SIZE = 512  # frames already at image_size: the reference's PIL resize is then the identity
 
@@ -18,22 +19,9 @@ SIZE = 512  # frames already at image_size: the reference's PIL resize is then t
 def blob_frames(num_frames: int, size: int = SIZE, seed: int = 0, vanish: tuple[int, ...] = ()) -> np.ndarray:
     """(N, size, size, 3) uint8 frames of three bright moving blobs on a textured background;
     the first blob is missing on the frames listed in ``vanish``."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    background = rng.normal(40, 8, (size, size)).astype(np.float32)
-    centres = np.array([[0.3, 0.3], [0.6, 0.55], [0.35, 0.75]]) * size
-    radii = np.array([0.09, 0.07, 0.06]) * size
-    frames = []
-    for t in range(num_frames):
-        img = background.copy()
-        for k, ((cy, cx), r) in enumerate(zip(centres, radii, strict=True)):
-            if k == 0 and t in vanish:
-                continue
-            cy, cx = cy + 6 * t, cx + 4 * t * (1 if k % 2 else -1)
-            img += 170 * np.exp(-(((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r**2)) ** 2)
-        rgb = np.stack([img, img * 0.8 + 20, img * 0.6 + 40], axis=-1)
-        frames.append(np.clip(rgb, 0, 255).astype(np.uint8))
-    return np.stack(frames)
+    img = moving_blobs(num_frames, size, seed=seed, vanish=vanish)
+    rgb = np.stack([img, img * 0.8 + 20, img * 0.6 + 40], axis=-1)
+    return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
 def decoded_jpeg_frames(frames: np.ndarray, folder: Path) -> np.ndarray:
