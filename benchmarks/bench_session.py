@@ -101,6 +101,13 @@ def record(**row) -> None:
     print(json.dumps(row), flush=True)
 
 
+def record_pass(impl: str, label: str, nobj: int, nframes: int, seconds: float, peak_rss: int) -> None:
+    """One propagation pass: frames/s, object-frames/s, peak device memory (since the last reset) and host RSS."""
+    record(impl=impl, model=label, objects=nobj, frames=nframes, fps=round(nframes / seconds, 2),
+           obj_fps=round(nobj * nframes / seconds, 1), peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),
+           rss_gib=round(peak_rss / 2**30, 2))
+
+
 def sync():
     torch.cuda.synchronize()
 
@@ -139,9 +146,7 @@ def bench_ours(model, stack, nobj: int, nframes: int, label: str, warmup: int = 
             pass
         sync()
         dt = time.perf_counter() - t0
-    record(impl="ours", model=label, objects=nobj, frames=nframes, fps=round(nframes / dt, 2),
-           obj_fps=round(nobj * nframes / dt, 1), peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),
-           rss_gib=round(rss.peak / 2**30, 2))
+    record_pass("ours", label, nobj, nframes, dt, rss.peak)
     session.close()
 
 
@@ -159,9 +164,7 @@ def bench_ref(ref, folder: Path, stack, nobj: int, nframes: int, label: str) -> 
             pass
         sync()
         dt = time.perf_counter() - t0
-    record(impl="reference", model=label, objects=nobj, frames=nframes, fps=round(nframes / dt, 2),
-           obj_fps=round(nobj * nframes / dt, 1), peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),
-           rss_gib=round(rss.peak / 2**30, 2))
+    record_pass("reference", label, nobj, nframes, dt, rss.peak)
     del state
     torch.cuda.empty_cache()
 
