@@ -347,8 +347,8 @@ class TrackingController(QObject):
 
         def run() -> None:
             session = self.session
-            if session is not None and frame not in session.features:
-                session.compute.run(session.features.get, frame)
+            if session is not None:
+                session.prepare_frame(frame)
 
         self.tasks.submit(Task("prefetch", run, on_error=self._failed))
 

@@ -5,6 +5,7 @@ torch + numpy; no napari, no Qt.
 
 from .frames import FrameError, FramePreparer
 from .prompts import PromptError
-from .session import FrameResult, Session
+from .result import FrameResult
+from .session import Session
 
 __all__ = ["FrameError", "FramePreparer", "FrameResult", "PromptError", "Session"]

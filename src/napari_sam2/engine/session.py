@@ -26,6 +26,7 @@ from .frames import FramePreparer
 from .memory_bank import plan_memory
 from .postprocess import to_frame_resolution
 from .prompts import box_to_points, check_mask, check_obj_id, clicks_to_points
+from .result import FrameResult
 from .state import FrameOutput, ObjectTrack
 from .tracker import Tracker
 from .vault import TensorVault
@@ -33,47 +34,6 @@ from .worker import ComputeThread
 
 NO_OBJECT_LOGIT = -1024.0  # logits of an object with no result on a frame (NO_OBJ_SCORE)
 DIRECTIONS = ("forward", "backward", "both")
-
-
-class FrameResult:
-    """All objects' results on one frame: ``logits`` (len(obj_ids), H, W) float32 at the frame's resolution,
-    and their object-score logits ``object_scores`` (len(obj_ids),) (< 0: the object is predicted absent).
-
-    The logits stay on the compute device until first read, so a consumer that needs only ``masks`` (or
-    nothing, e.g. while skipping frames) does not pay for moving float32 images off the GPU.
-    """
-
-    __slots__ = ("frame", "obj_ids", "_scores", "_logits", "_device_logits")
-
-    def __init__(self, frame: int, obj_ids: tuple[int, ...], logits, object_scores) -> None:
-        self.frame = frame
-        self.obj_ids = tuple(obj_ids)
-        self._scores = object_scores
-        self._logits = logits if isinstance(logits, np.ndarray) else None
-        self._device_logits = None if isinstance(logits, np.ndarray) else logits
-
-    @property
-    def object_scores(self) -> np.ndarray:
-        if not isinstance(self._scores, np.ndarray):
-            self._scores = self._scores.float().cpu().numpy()
-        return self._scores
-
-    @property
-    def logits(self) -> np.ndarray:
-        if self._logits is None:
-            self._logits = self._device_logits.float().cpu().numpy()
-            self._device_logits = None
-        return self._logits
-
-    @property
-    def masks(self) -> np.ndarray:
-        """(len(obj_ids), H, W) bool."""
-        if self._logits is None:
-            return (self._device_logits > 0).cpu().numpy()
-        return self._logits > 0
-
-    def __repr__(self) -> str:
-        return f"FrameResult(frame={self.frame}, obj_ids={self.obj_ids})"
 
 
 class Session:
@@ -241,6 +201,13 @@ class Session:
             raise ValueError(f"lost_patience must be at least 1, got {lost_patience}")
         for reverse in passes:
             yield from self._propagate_pass(start, reverse, max_frames, lost_patience)
+
+    def prepare_frame(self, frame: int) -> None:
+        """Compute and cache the image features of ``frame`` now (e.g. for the frame on screen), so that a
+        prompt there answers at once. Does nothing if they are cached."""
+        self._check_frame(frame)
+        if frame not in self.features:
+            self.compute.run(self.features.get, frame)
 
     def result(self, frame: int) -> FrameResult:
         """The current result of every object on ``frame`` (newest prompt output, else tracked output)."""
