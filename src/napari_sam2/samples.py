@@ -21,7 +21,7 @@ def smooth_noise(shape: tuple[int, ...], scale: float, rng: np.random.Generator)
     spectrum = np.fft.rfftn(rng.standard_normal(shape))
     freqs = np.meshgrid(*[np.fft.fftfreq(n) for n in shape[:-1]], np.fft.rfftfreq(shape[-1]), indexing="ij")
     radius2 = sum(f**2 for f in freqs)
-    field = np.fft.irfftn(spectrum * np.exp(-2 * (np.pi * scale) ** 2 * radius2), s=shape)
+    field = np.fft.irfftn(spectrum * np.exp(-2 * (np.pi * scale) ** 2 * radius2), s=shape, axes=range(len(shape)))
     return (field - field.mean()) / (field.std() + 1e-12)
 
 
