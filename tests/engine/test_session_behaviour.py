@@ -244,3 +244,36 @@ def test_cached_memory_keys_and_values_give_the_same_results(model, frames):
     for s in (direct, cached):
         s.add_points(7, 1, [[40, 30]], [1])  # a correction reads cached memories too
     assert_same(run(cached, direction="backward", start=11), run(direct, direction="backward", start=11))
+
+
+def test_lost_patience_resumes_with_its_absence_counts(model, frames, tmp_path):
+    head = model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias
+    saved = head.detach().clone()
+    try:
+        with torch.no_grad():
+            head -= 100.0  # absent on every tracked frame: stops after 3 of them
+        whole = Session(model, frames, device="cpu")
+        whole.add_points(0, 1, [[28, 28]], [1])
+        expected = run(whole, lost_patience=3)
+        first = Session(model, frames, device="cpu")
+        first.add_points(0, 1, [[28, 28]], [1])
+        for result in first.propagate(lost_patience=3):
+            if result.frame == 1:
+                first.save_state(tmp_path / "s.pt", next_frame=2)
+                break
+        resumed = Session(model, frames, device="cpu")
+        resumed.load_state(tmp_path / "s.pt")
+        tail = run(resumed, start=2, lost_patience=3)
+    finally:
+        with torch.no_grad():
+            head.copy_(saved)
+    scores = [expected[f].object_scores[0] for f in sorted(expected)]
+    assert all(s == -1024.0 for s in scores[4:]) and scores[3] != -1024.0
+    assert_same(tail, {f: r for f, r in expected.items() if f >= 2})
+    # an absent object's logits are NO_OBJ_SCORE whether computed or skipped: the scores tell them apart
+    assert [tail[f].object_scores[0] for f in sorted(tail)] == scores[2:]
+    # a state saved for another pass carries no counts: that pass starts from zero
+    first.save_state(tmp_path / "other.pt", next_frame=2, reverse=True)
+    other = Session(model, frames, device="cpu")
+    other.load_state(tmp_path / "other.pt")
+    assert other.resume_absent_counts is None

@@ -66,6 +66,12 @@ def save_state(session: Session, path: str | Path, *, next_frame: int | None = N
         "frames": (session.num_frames, session.height, session.width),
         "memory_pos": tracker._memory_pos.cpu() if tracker._memory_pos is not None else None,
         "objects": objects,
+        # absence counts of lost_patience, only for continuing the pass under way (not, say, for a later pass)
+        "absent": (
+            {"frame": next_frame, "reverse": reverse, "counts": dict(session.absent_counts)}
+            if next_frame is not None and session.pass_direction_reverse == reverse
+            else None
+        ),
     }
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
@@ -94,6 +100,11 @@ def load_state(session: Session, path: str | Path) -> None:
             f"{expected[2][0]} frames of {expected[2][1]}×{expected[2][2]}"
         )
     session.reset()
+    absent = state.get("absent")
+    session.resume_absent_counts = (
+        None if absent is None else (int(absent["frame"]), bool(absent["reverse"]),
+                                     {int(o): int(n) for o, n in absent["counts"].items()})
+    )
     tracker = session.tracker
     if state["memory_pos"] is not None:
         tracker._memory_pos = state["memory_pos"].to(session.device)

@@ -86,6 +86,10 @@ class Session:
                                fill_hole_area=fill_hole_area, cache_memory_kv=cache_memory_kv)
         self.compute = ComputeThread(self.device, precision)
         self._tracks: dict[int, ObjectTrack] = {}
+        # lost_patience bookkeeping of the pass under way (saved with the state, for exact resumes)
+        self.absent_counts: dict[int, int] = {}
+        self.pass_direction_reverse: bool | None = None
+        self.resume_absent_counts: tuple[int, bool, dict[int, int]] | None = None
 
     # -- objects -------------------------------------------------------------------------------------------
     @property
@@ -238,17 +242,31 @@ class Session:
         else:
             order = range(start, min(start + span, self.num_frames - 1) + 1)
         order = list(order)
-        absent_run = {obj_id: 0 for obj_id in self._tracks}
-        for i, frame in enumerate(order):
-            stopped = {o for o, n in absent_run.items() if lost_patience is not None and n >= lost_patience}
-            outputs = self.compute.run(self._track_frame, frame, reverse, order[i + 1 : i + 1 + 8], stopped)
-            for track, output in zip(self._tracks.values(), outputs, strict=True):
-                if lost_patience is None or output is None or track.obj_id not in absent_run:
-                    continue
-                prompted = frame in track.cond  # a prompt says the object is there, whatever its score
-                visible = prompted or float(output.object_score) > 0
-                absent_run[track.obj_id] = 0 if visible else absent_run[track.obj_id] + 1
-            yield self._frame_result(frame, outputs)
+        absent_run = self._absent_counts_for(start, reverse)
+        self.pass_direction_reverse = reverse
+        try:
+            for i, frame in enumerate(order):
+                stopped = {o for o, n in absent_run.items() if lost_patience is not None and n >= lost_patience}
+                outputs = self.compute.run(self._track_frame, frame, reverse, order[i + 1 : i + 1 + 8], stopped)
+                for track, output in zip(self._tracks.values(), outputs, strict=True):
+                    if lost_patience is None or output is None or track.obj_id not in absent_run:
+                        continue
+                    prompted = frame in track.cond  # a prompt says the object is there, whatever its score
+                    visible = prompted or float(output.object_score) > 0
+                    absent_run[track.obj_id] = 0 if visible else absent_run[track.obj_id] + 1
+                yield self._frame_result(frame, outputs)
+        finally:
+            self.pass_direction_reverse = None
+
+    def _absent_counts_for(self, start: int, reverse: bool) -> dict[int, int]:
+        """Per object, how many frames in a row it was absent: zero at a pass's start, or the counts a loaded
+        state saved for continuing this very pass at ``start`` (so lost_patience resumes exactly)."""
+        counts = {obj_id: 0 for obj_id in self._tracks}
+        saved, self.resume_absent_counts = self.resume_absent_counts, None
+        if saved is not None and saved[:2] == (start, reverse):
+            counts.update({o: n for o, n in saved[2].items() if o in counts})
+        self.absent_counts = counts
+        return counts
 
     def _size_device_window(self) -> None:
         """Room on the device for what the next frames read: prompted frames and the recent-memory and
