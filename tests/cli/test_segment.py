@@ -91,3 +91,16 @@ def test_a_finished_run_exports_its_labels_once(job, tmp_path, fmt):
     if fmt == "tiff":
         again = run_cli(*job.args(out, "--export", fmt, "--export-path", target), cache=job.cache)
         assert again.returncode == 0 and "already written" in again.stderr
+
+
+def test_lost_patience_is_part_of_the_run_and_a_different_value_is_refused(job, tmp_path):
+    out = tmp_path / "labels.zarr"
+    result = run_cli(*job.args(out, "--lost-patience", "2"), cache=job.cache)
+    assert result.returncode == 0, result.stderr
+    record = run_record(out)
+    assert record["complete"] and record["inputs"]["lost_patience"] == 2
+    before = snapshot(out)
+    other = run_cli(*job.args(out, "--lost-patience", "5"), cache=job.cache)
+    assert other.returncode != 0 and "lost_patience" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
+    assert snapshot(out) == before

@@ -100,6 +100,9 @@ def _add_segment(commands) -> None:
     run.add_argument("--direction", default="both", choices=("both", "forward", "backward"),
                      help="both (default): forward from the first prompted frame, then backward from it; "
                           "backward starts at the last prompted frame")
+    run.add_argument("--lost-patience", type=_positive_int, metavar="K",
+                     help="stop tracking an object for the rest of a pass once it was predicted absent on K frames "
+                          "in a row (against false positives after a cell leaves, or past a nucleus in z)")
     run.add_argument("--export", choices=("ome-zarr", "tiff", "ctc"), help="also export the labels when done")
     run.add_argument("--export-path", metavar="PATH", help="where to write the export")
     run.add_argument("--restart", action="store_true",

@@ -105,8 +105,18 @@ def pass_steps(direction: str, start: int, num_frames: int) -> int:
 class Runner:
     """Runs the passes of ``record`` over ``session``, writing results through ``view`` (a label-store FrameView)."""
 
-    def __init__(self, session: Any, view: Any, record: RunRecord, progress: Progress, cadence: SaveCadence) -> None:
+    def __init__(
+        self,
+        session: Any,
+        view: Any,
+        record: RunRecord,
+        progress: Progress,
+        cadence: SaveCadence,
+        *,
+        lost_patience: int | None = None,
+    ) -> None:
         self.session = session
+        self.lost_patience = lost_patience
         self.view = view
         self.record = record
         self.progress = progress
@@ -217,7 +227,7 @@ class Runner:
         self.progress.set_label(f"{direction:>8}")
         step = -1 if reverse else 1
         began = time.monotonic()
-        for result in self.session.propagate(start=begin, direction=direction):
+        for result in self.session.propagate(start=begin, direction=direction, lost_patience=self.lost_patience):
             self.writer.put(result)
             frame = result.frame
             self.cadence.frame_done(time.monotonic() - began)

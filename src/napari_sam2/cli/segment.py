@@ -119,6 +119,8 @@ def plan_run(args: Namespace) -> Plan:
     identity = {**data.identity(), **model.identity(), "direction": args.direction, "precision": args.precision}
     if args.encoder_batch != 1:
         identity["encoder_batch"] = args.encoder_batch
+    if args.lost_patience is not None:
+        identity["lost_patience"] = args.lost_patience
     differences = record.differences(identity) if record is not None else []
     finished = record is not None and record.data.get("complete") and not differences and not args.restart
     network = None if finished else build_model(model)  # a checkpoint that does not fit is said before all else
@@ -263,7 +265,7 @@ def execute(plan: Plan, args: Namespace) -> int:
         session = _make_session(plan, plan.network, record, args)
         cadence = SaveCadence(args.save_every)
         progress = Progress(1, enabled=not args.quiet)
-        runner = Runner(session, view, record, progress, cadence)
+        runner = Runner(session, view, record, progress, cadence, lost_patience=args.lost_patience)
         progress.total, progress.done = runner.total_steps(), runner.steps_done()
         if plan.model.checkpoint is None:
             say(args, "--random-weights: the model's weights are random, so its masks are meaningless (a setup check)")
