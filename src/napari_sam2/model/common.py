@@ -50,11 +50,6 @@ class LayerNorm2d(nn.Module):
         return self.weight[:, None, None] * x + self.bias[:, None, None]
 
 
-def activation_module(name: str) -> type[nn.Module]:
-    """The activation class for a config name ("relu" or "gelu")."""
-    return {"relu": nn.ReLU, "gelu": nn.GELU}[name]
-
-
 def activation_fn(name: str):
     """The activation function for a config name ("relu", "gelu" or "glu")."""
     return {"relu": F.relu, "gelu": F.gelu, "glu": F.glu}[name]

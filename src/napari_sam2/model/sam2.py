@@ -50,11 +50,6 @@ class FrameFeatures:
 
         return FrameFeatures(rep(self.vision), rep(self.vision_pos), (rep(self.high_res[0]), rep(self.high_res[1])))
 
-    def to(self, device: torch.device | str) -> FrameFeatures:
-        return FrameFeatures(
-            self.vision.to(device), self.vision_pos.to(device), tuple(x.to(device) for x in self.high_res)
-        )
-
 
 @dataclass(frozen=True)
 class HeadOutput:
