@@ -44,17 +44,20 @@ class MemoryKVCache:
         pointer_tokens: torch.Tensor | None,
         pointer_pos: torch.Tensor | None,
         feat_hw: tuple[int, int],
+        *,
+        dtype: torch.dtype = torch.float32,
     ) -> list[MemoryKV]:
         """Per layer, keys and values (B, heads, M, head_dim) of a batch's memory.
 
-        spatial: per memory frame, (one cache id per object, features (B, mem_dim, h, w), pos_enc (1 or B,
-        mem_dim, h, w), temporal slot); pointer_tokens / pointer_pos: (P, B, mem_dim) sequence first, or None.
+        spatial: per memory frame, (one cache id per object, features (B, mem_dim, h, w) as stored, pos_enc
+        (1 or B, mem_dim, h, w), temporal slot); pointer_tokens / pointer_pos: (P, B, mem_dim) sequence first, or
+        None. Features are cast to ``dtype`` only for memories not yet in the cache.
         """
         rotation = self.attention.rotation(feat_hw, self.maskmem_tpos_enc.device)
         per_layer: list[list[torch.Tensor]] = [[] for _ in self.attention.layers]
         per_layer_v: list[list[torch.Tensor]] = [[] for _ in self.attention.layers]
         for ids, features, pos_enc, slot in spatial:
-            bases = [self._base(key, features[i : i + 1], pos_enc[:1], rotation) for i, key in enumerate(ids)]
+            bases = [self._base(key, features, i, pos_enc[:1], rotation, dtype) for i, key in enumerate(ids)]
             tables = self._slot_table(slot, rotation, bases[0][0][0].dtype)
             for layer in range(len(per_layer)):
                 keys = torch.cat([b[layer][0] for b in bases]) if len(bases) > 1 else bases[0][layer][0]
@@ -69,11 +72,12 @@ class MemoryKVCache:
                 per_layer_v[layer].append(attn.separate_heads(attn.v_proj(tokens)))
         return [(torch.cat(k, dim=-2), torch.cat(v, dim=-2)) for k, v in zip(per_layer, per_layer_v, strict=True)]
 
-    def _base(self, key: int, features: torch.Tensor, pos_enc: torch.Tensor, rotation: torch.Tensor):
+    def _base(self, key: int, features: torch.Tensor, index: int, pos_enc: torch.Tensor, rotation: torch.Tensor,
+              dtype: torch.dtype):
         if key in self._entries:
             self._entries.move_to_end(key)
             return self._entries[key]
-        memory = features.flatten(2).transpose(1, 2)  # (1, HW, mem_dim)
+        memory = features[index : index + 1].to(dtype).flatten(2).transpose(1, 2)  # (1, HW, mem_dim)
         pos = pos_enc.flatten(2).transpose(1, 2).to(memory.dtype)
         kv = []
         for module in self.attention.layers:

@@ -145,10 +145,10 @@ class SAM2Model(nn.Module):
         curr_pos = features.vision_pos.flatten(2).permute(2, 0, 1)
         if kv_cache is not None:
             dtype = features.vision.dtype
-            entries = [(ids, m.features.to(dtype), m.pos_enc, m.temporal_slot)
+            entries = [(ids, m.features, m.pos_enc, m.temporal_slot)
                        for m, ids in zip(spatial, memory_ids, strict=True)]
             ptr = self._memory_tokens((), pointers, num_frames, dtype) if pointers else None
-            kv = kv_cache.memory_kv(entries, ptr and ptr.memory, ptr and ptr.memory_pos, (h, w))
+            kv = kv_cache.memory_kv(entries, ptr and ptr.memory, ptr and ptr.memory_pos, (h, w), dtype=dtype)
             out = self.memory_attention.attend_memory(curr, curr_pos, kv, (h, w))
             return out.permute(1, 2, 0).reshape(b, c, h, w)
         tokens = self._memory_tokens(spatial, pointers, num_frames, features.vision.dtype)
