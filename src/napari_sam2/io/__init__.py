@@ -17,11 +17,12 @@ from napari_sam2.io.intensity import normalize, robust_range
 from napari_sam2.io.label_store import LabelStore
 from napari_sam2.io.merge import MANUAL, PROMPT, PROPAGATION
 from napari_sam2.io.ome_zarr_export import export_ome_zarr
-from napari_sam2.io.session_records import ObjectInfo, Prompt
+from napari_sam2.io.session_records import OBJECT_STATUSES, ObjectInfo, Prompt
 from napari_sam2.io.sources import FrameSource, open_stack
 
 __all__ = [
     "MANUAL",
+    "OBJECT_STATUSES",
     "PROMPT",
     "PROPAGATION",
     "AtomicLocalStore",

@@ -17,6 +17,7 @@ the methods are thread-safe within a process. The merge rule for results is docu
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -31,7 +32,14 @@ from napari_sam2.io.colours import default_colour, normalise_colour
 from napari_sam2.io.errors import LabelStoreError, write_error
 from napari_sam2.io.frame_view import FrameView, resolve_view
 from napari_sam2.io.merge import check_obj_ids, merge_manual, merge_result
-from napari_sam2.io.session_records import ObjectInfo, Prompt, SessionRecords, frame_crc, resolve_provenance
+from napari_sam2.io.session_records import (
+    OBJECT_STATUSES,
+    ObjectInfo,
+    Prompt,
+    SessionRecords,
+    frame_crc,
+    resolve_provenance,
+)
 
 FORMAT_KEY = "napari_sam2"
 FORMAT = {"format": "label-store", "version": 1}
@@ -220,6 +228,7 @@ class LabelStore:
                 obj_id,
                 name if name is not None else old.name if old else f"object {obj_id}",
                 normalise_colour(colour) if colour is not None else old.colour if old else default_colour(obj_id),
+                old.status if old else None,
             )
             if info != old:
                 try:
@@ -236,6 +245,21 @@ class LabelStore:
     def set_object_colour(self, obj_id: int, colour: str | Sequence[float]) -> ObjectInfo:
         self._known(obj_id)
         return self.add_object(obj_id, colour=colour)
+
+    def set_object_status(self, obj_id: int, status: str | None) -> ObjectInfo:
+        """Record object ``obj_id``'s review status (one of ``OBJECT_STATUSES``, or None to clear it); durable."""
+        if status is not None and status not in OBJECT_STATUSES:
+            raise LabelStoreError(f"{self.path}: an object status is one of {OBJECT_STATUSES} or None, not {status!r}")
+        with self._lock:
+            self._check_writable()
+            info = dataclasses.replace(self._known(obj_id), status=status)
+            if info != self._objects[info.id]:
+                try:
+                    self._records.save_object(info)
+                except OSError as exc:
+                    raise write_error(f"save the status of object {obj_id} in", self.path, exc) from exc
+                self._objects[info.id] = info
+            return info
 
     def _known(self, obj_id: int) -> ObjectInfo:
         if int(obj_id) not in self._objects:
@@ -296,6 +320,10 @@ class LabelStore:
                 coords, {"objects": {str(k): v for k, v in sorted(old.items())}, "pending": pending}
             )
         self._labels[(*coords, slice(None), slice(None))] = labels
+
+    def written_planes(self) -> list[tuple[int, ...]]:
+        """Coordinates (index on every non-spatial axis) of every frame that has held labels, sorted."""
+        return sorted(coords for coords, _ in self._records.frame_records())
 
     def read_plane(self, coords: Sequence[int]) -> np.ndarray:
         """The (H, W) uint32 frame at ``coords`` (index on every non-spatial axis)."""

@@ -33,13 +33,19 @@ SESSION = "session"
 _SEQ_WIDTH = 9
 
 
+OBJECT_STATUSES = ("automatic", "verified", "rejected", "corrected")
+"""A masklet's review status: found automatically, checked and accepted, checked and rejected, or fixed by hand."""
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
-    """One segmented object: label value ``id``, display ``name`` and ``colour`` (``"#rrggbb"``)."""
+    """One segmented object: label value ``id``, display ``name``, ``colour`` (``"#rrggbb"``) and review ``status``
+    (one of :data:`OBJECT_STATUSES`, or None where none was recorded)."""
 
     id: int
     name: str
     colour: str
+    status: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,11 +138,17 @@ class SessionRecords:
             if doc.get("removed"):
                 removed.append(int(doc["id"]))
             else:
-                objects[int(doc["id"])] = ObjectInfo(int(doc["id"]), str(doc["name"]), str(doc["colour"]))
+                status = doc.get("status")  # stores written before statuses existed have none
+                objects[int(doc["id"])] = ObjectInfo(
+                    int(doc["id"]), str(doc["name"]), str(doc["colour"]), status if status in OBJECT_STATUSES else None
+                )
         return objects, removed
 
     def save_object(self, info: ObjectInfo, *, removed: bool = False) -> None:
-        self._write(f"objects/{info.id}", {"id": info.id, "name": info.name, "colour": info.colour, "removed": removed})
+        self._write(
+            f"objects/{info.id}",
+            {"id": info.id, "name": info.name, "colour": info.colour, "status": info.status, "removed": removed},
+        )
 
     def delete_object(self, obj_id: int) -> None:
         remove_tree(self.base / "objects" / str(int(obj_id)))
