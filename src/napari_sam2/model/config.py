@@ -123,12 +123,22 @@ CONFIGS: dict[str, SAM2Config] = {
 
 MODEL_NAMES: tuple[str, ...] = tuple(CONFIGS)
 
+# Our own architecture for the shipped microscopy starter model (docs/starter_model.md): SAM 2.1's design with a
+# narrow Hiera trunk (64 channels, 9 blocks) and a 2-layer memory attention, at 512 px, so that its weights fit in
+# the package (about 30 MB in float16) and it trains from scratch on one GPU in minutes.
+STARTER_NAME = "starter"
+_STARTER_HIERA = HieraConfig(embed_dim=64, num_heads=1, stages=(1, 2, 4, 2), global_att_blocks=(5, 6, 8),
+                             window_spec=(8, 4, 8, 8), window_pos_embed_bkg_spatial_size=(7, 7))
+OWN_CONFIGS: dict[str, SAM2Config] = {
+    STARTER_NAME: SAM2Config(STARTER_NAME, _STARTER_HIERA, image_size=512, memory_attention_layers=2,
+                             memory_attention_ffn_dim=1024),
+}
+ALL_MODEL_NAMES: tuple[str, ...] = (*MODEL_NAMES, *OWN_CONFIGS)
 
 
 def get_config(name: str, image_size: int | None = None) -> SAM2Config:
-    """The configuration of model ``name`` (one of ``MODEL_NAMES``), optionally at another input size."""
-    try:
-        config = CONFIGS[name]
-    except KeyError:
-        raise ValueError(f"unknown SAM 2 model {name!r}; choose one of: {', '.join(MODEL_NAMES)}") from None
+    """The configuration of model ``name`` (one of ``ALL_MODEL_NAMES``), optionally at another input size."""
+    config = CONFIGS.get(name) or OWN_CONFIGS.get(name)
+    if config is None:
+        raise ValueError(f"unknown SAM 2 model {name!r}; choose one of: {', '.join(ALL_MODEL_NAMES)}")
     return config.with_image_size(image_size) if image_size is not None else config
