@@ -31,7 +31,7 @@ from napari_sam2.io.atomic_store import AtomicLocalStore, make_dirs, remove_temp
 from napari_sam2.io.colours import default_colour, normalise_colour
 from napari_sam2.io.errors import LabelStoreError, write_error
 from napari_sam2.io.frame_view import FrameView, resolve_view
-from napari_sam2.io.merge import check_obj_ids, merge_manual, merge_result
+from napari_sam2.io.merge import check_obj_ids, merge_edit, merge_manual, merge_result
 from napari_sam2.io.session_records import (
     OBJECT_STATUSES,
     ObjectInfo,
@@ -360,6 +360,29 @@ class LabelStore:
         with self._lock:
             self._ensure_objects(o for o in np.unique(new_labels).tolist() if o)  # every painted id is an object
         return new_labels
+
+    def write_edit_at(
+        self,
+        coords: Sequence[int],
+        edit: Callable[[np.ndarray], np.ndarray],
+        *,
+        restore: Mapping[int, str | None] | None = None,
+    ) -> tuple[set[int], dict[int, str]]:
+        """Apply a hand edit to the frame at ``coords`` in one step (no result is written between the read and the
+        write): ``edit`` gets a copy of the (H, W) frame and returns it edited. Rule in ``merge.merge_edit``: objects
+        whose pixels changed become ``"manual"``, or take their provenance from ``restore``. Returns ``(ids of the
+        changed objects, the frame's provenance before the edit)``."""
+        outcome: dict[str, Any] = {}
+
+        def change(labels: np.ndarray, provenance: dict[int, str]) -> tuple[np.ndarray, dict[int, str]]:
+            edited, new_provenance, changed = merge_edit(labels, provenance, edit(labels.copy()), restore)
+            outcome.update(changed=changed, before=dict(provenance))
+            return edited, new_provenance
+
+        with self._lock:
+            new_labels = self._modify_plane(coords, change)
+            self._ensure_objects(o for o in outcome["changed"] if (new_labels == o).any())
+        return outcome["changed"], outcome["before"]
 
     # ----------------------------------------------------------------- prompts
     def add_prompt_record(self, prompt: Prompt) -> Prompt:

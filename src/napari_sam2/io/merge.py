@@ -18,7 +18,9 @@ Merge rule of :func:`merge_result` — a result ``(obj_ids, logits)`` written to
    result said it is absent here).
 
 :func:`merge_manual` stores the painted frame as given and marks ``"manual"`` every object whose pixels changed
-(gained or lost, erased ones included), or the objects named explicitly.
+(gained or lost, erased ones included), or the objects named explicitly. :func:`merge_edit` does the same for an
+edit made in place (a brush stroke, a fill, an undo), and can give changed objects back an earlier provenance (an
+undo restores what the frame's objects were before the undone stroke).
 """
 
 from __future__ import annotations
@@ -136,3 +138,29 @@ def merge_manual(
     for o in marked:
         new_provenance[int(o)] = MANUAL
     return painted.copy(), new_provenance
+
+
+def merge_edit(
+    current: np.ndarray,
+    provenance: Mapping[int, str],
+    edited: np.ndarray,
+    restore: Mapping[int, str | None] | None = None,
+) -> tuple[np.ndarray, Provenance, set[int]]:
+    """The edited frame (stored as given), its provenance and the ids of the objects whose pixels changed.
+
+    Changed objects become ``"manual"``, except those named in ``restore``, which take the provenance given there
+    (None: no provenance, as before the object was first written to this frame). Unchanged objects keep theirs.
+    """
+    edited = check_label_frame(edited, current.shape)
+    differs = current != edited
+    changed = (set(np.unique(current[differs]).tolist()) | set(np.unique(edited[differs]).tolist())) - {0}
+    new_provenance = dict(provenance)
+    for o in changed:
+        if restore is not None and o in restore:
+            if restore[o] is None:
+                new_provenance.pop(o, None)
+            else:
+                new_provenance[o] = str(restore[o])
+        else:
+            new_provenance[o] = MANUAL
+    return edited.copy(), new_provenance, {int(o) for o in changed}
