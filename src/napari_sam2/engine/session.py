@@ -237,8 +237,8 @@ class Session:
             start = min(f for t in self._tracks.values() for f in t.cond)
         self._size_device_window()
         span = self.num_frames if max_frames is None else max_frames
-        if reverse:
-            order = range(start, max(start - span, 0) - 1, -1) if start > 0 else range(0)
+        if reverse:  # every pass yields its start frame, frame 0 included (also where a resumed pass continues)
+            order = range(start, max(start - span, 0) - 1, -1)
         else:
             order = range(start, min(start + span, self.num_frames - 1) + 1)
         order = list(order)
