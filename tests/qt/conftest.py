@@ -60,7 +60,7 @@ def sam2_viewer(make_napari_viewer, tmp_path):
         controller = widget.start()
         assert controller is not None, widget.status_label.text()
         created.append(controller)
-        qtbot.waitUntil(lambda: controller.session is not None and not controller.busy, timeout=30000)
+        qtbot.waitUntil(lambda: controller.session is not None and not controller.busy, timeout=120000)
         return controller
 
     yield viewer, widget, start
