@@ -29,6 +29,7 @@ ZOOM_RANGE = (0.6, 1.6)
 MIN_OBJECT_PIXELS = 12  # an object counts as on the crop's first frame from this many pixels (or all of it)
 CROP_TRIES = 8
 PRESENCE_BIAS = 0.5  # object weight = PRESENCE_BIAS + fraction of the clip's frames it is on
+_UINT64 = (1 << 64) - 1  # seeds and indices as numpy's SeedSequence takes them (negative ones wrap)
 
 
 @dataclass
@@ -141,15 +142,12 @@ class ClipSampler:
             present = np.array([np.isin(frame, allowed).any() for frame in labels])
         return np.flatnonzero(present)
 
-    def __len__(self) -> int:
-        return len(self.stacks)
-
     def __getitem__(self, index: int) -> Clip:
         return self.clip(index)
 
     def clip(self, index: int) -> Clip:
         """Clip number ``index`` (a pure function of the sampler's seed and ``index``)."""
-        rng = np.random.default_rng([self.seed, int(index)])
+        rng = np.random.default_rng([self.seed & _UINT64, int(index) & _UINT64])
         k = int(rng.choice(len(self.stacks), p=self._p))
         stack = self.stacks[k]
         first = int(rng.choice(self._start_frames[k]))
