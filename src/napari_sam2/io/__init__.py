@@ -10,7 +10,7 @@
 """
 
 from napari_sam2.io.atomic_store import AtomicLocalStore
-from napari_sam2.io.errors import LabelStoreError, StackError, StoreWriteError
+from napari_sam2.io.errors import LabelStoreError, StackError, StoreWriteError, UnfinishedStoreError
 from napari_sam2.io.exports import export_ctc, export_tiff, tracks_from_labels
 from napari_sam2.io.frame_view import FrameView
 from napari_sam2.io.intensity import normalize, robust_range
@@ -34,6 +34,7 @@ __all__ = [
     "Prompt",
     "StackError",
     "StoreWriteError",
+    "UnfinishedStoreError",
     "export_ctc",
     "export_ome_zarr",
     "export_tiff",

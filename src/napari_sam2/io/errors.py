@@ -14,6 +14,11 @@ class LabelStoreError(ValueError):
     """A label store is missing, malformed, or does not fit the image or the data given to it."""
 
 
+class UnfinishedStoreError(LabelStoreError):
+    """A label store whose creation was cut short (a kill between its first files): it holds no labels and no
+    records yet, and ``LabelStore.for_source`` completes it."""
+
+
 class StoreWriteError(LabelStoreError):
     """Writing to disk failed (read-only location, full disk, ...). What was stored before the call is intact.
 

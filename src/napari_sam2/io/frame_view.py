@@ -97,10 +97,13 @@ class FrameView:
         return self.store.shape[self._axis]
 
     def _coords(self, frame: int) -> tuple[int, ...]:
+        """Coordinates of frame ``frame``: 0 … len - 1 only (a negative index would write another frame than meant)."""
+        if isinstance(frame, bool):
+            raise TypeError(f"frames are indexed by an int, got {frame!r}")
         i = operator.index(frame)
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"frame {i} out of range for {len(self)} frames along {self.axis!r} of {self.store.path}")
-        i %= len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"frame {i} is outside the {len(self)} frames (0 … {len(self) - 1}) along {self.axis!r} "
+                             f"of {self.store.path}")
         return tuple(i if d == self._axis else self._position[d] for d in range(len(self.store.shape) - 2))
 
     def coords(self, frame: int) -> dict[str, int]:

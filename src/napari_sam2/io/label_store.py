@@ -27,9 +27,16 @@ import numpy as np
 import zarr
 from zarr.storage import LocalStore
 
-from napari_sam2.io.atomic_store import AtomicLocalStore, make_dirs, remove_temp_files, remove_tree
+from napari_sam2.io.atomic_store import (
+    TEMP_SUFFIX,
+    AtomicLocalStore,
+    make_dirs,
+    read_json,
+    remove_temp_files,
+    remove_tree,
+)
 from napari_sam2.io.colours import default_colour, normalise_colour
-from napari_sam2.io.errors import LabelStoreError, write_error
+from napari_sam2.io.errors import LabelStoreError, UnfinishedStoreError, write_error
 from napari_sam2.io.frame_view import FrameView, resolve_view
 from napari_sam2.io.merge import check_obj_ids, merge_edit, merge_manual, merge_result
 from napari_sam2.io.session_records import (
@@ -56,6 +63,33 @@ def _check_layout(shape: Sequence[int], dimension_names: Sequence[str], chunks: 
     if len(chunks) != len(shape) or any(c != 1 for c in chunks[:-2]) or any(c < 1 for c in chunks[-2:]):
         raise LabelStoreError(f"{path}: chunks {chunks} must be 1 on every axis but the last two (one 2D frame)")
     return shape, names, chunks
+
+
+def _creation_was_cut(path: Path) -> bool:
+    """Whether ``path`` holds only what a ``create`` killed before its ``labels`` array was written can leave:
+    the store's tagged group document (or not even that), the ``labels`` folder, and temporary files."""
+    try:
+        doc = read_json(path / "zarr.json") or {"attributes": {FORMAT_KEY: FORMAT}}
+    except (OSError, ValueError):
+        return False
+    if not isinstance(doc, dict) or FORMAT_KEY not in (doc.get("attributes") or {}):
+        return False
+    allowed = {path / "zarr.json", path / "labels"}
+    return all(p in allowed or p.name.endswith(TEMP_SUFFIX) for p in path.rglob("*"))
+
+
+def _write_layout(path: Path, shape: tuple[int, ...], names: tuple[str, ...], chunks: tuple[int, ...]) -> zarr.Group:
+    """Write what a new store needs and ``path`` lacks: the tagged group, the empty ``labels``, the session groups."""
+    make_dirs(path)
+    zstore = AtomicLocalStore(path)
+    if (path / "zarr.json").is_file():
+        group = zarr.open_group(store=zstore, mode="r+", zarr_format=3, use_consolidated=False)
+    else:
+        group = zarr.create_group(store=zstore, zarr_format=3, attributes={FORMAT_KEY: FORMAT})
+    if "labels" not in group:
+        group.create_array("labels", shape=shape, chunks=chunks, dtype="uint32", fill_value=0, dimension_names=names)
+    SessionRecords(path, zstore).initialise()
+    return group
 
 
 class LabelStore:
@@ -92,17 +126,22 @@ class LabelStore:
             raise LabelStoreError(f"{path} already exists; open it with LabelStore.open or choose a new path")
         existed = path.exists()
         try:
-            make_dirs(path)
-            zstore = AtomicLocalStore(path)
-            group = zarr.create_group(store=zstore, zarr_format=3, attributes={FORMAT_KEY: FORMAT})
-            group.create_array(
-                "labels", shape=shape, chunks=chunks, dtype="uint32", fill_value=0, dimension_names=names
-            )
-            SessionRecords(path, zstore).initialise()
+            group = _write_layout(path, shape, names, chunks)
         except OSError as exc:
             if not existed and path.exists():
                 remove_tree(path)
             raise write_error("create a label store at", path, exc) from exc
+        return cls(path, group, group["labels"], read_only=False)
+
+    @classmethod
+    def _finish_creation(cls, path: Path, shape: Sequence[int], dimension_names: Sequence[str]) -> LabelStore:
+        """Complete a store whose ``create`` was killed (see :class:`UnfinishedStoreError`)."""
+        shape, names, chunks = _check_layout(shape, dimension_names, None, path)
+        try:
+            remove_temp_files(path)
+            group = _write_layout(path, shape, names, chunks)
+        except OSError as exc:
+            raise write_error("complete the label store at", path, exc) from exc
         return cls(path, group, group["labels"], read_only=False)
 
     @classmethod
@@ -115,6 +154,8 @@ class LabelStore:
         try:
             group = zarr.open_group(store=store, mode="r" if read_only else "r+", zarr_format=3, use_consolidated=False)
         except Exception as exc:
+            if _creation_was_cut(path):
+                raise UnfinishedStoreError(f"{path}: the creation of this label store was interrupted") from exc
             raise LabelStoreError(f"{path} is not a zarr v3 group, so not a label store: {exc}") from exc
         if FORMAT_KEY not in group.attrs:
             raise LabelStoreError(f"{path} is a zarr group but not a napari-sam2 label store (no {FORMAT_KEY!r} tag)")
@@ -123,17 +164,24 @@ class LabelStore:
         except KeyError:
             labels = None
         if not isinstance(labels, zarr.Array):
-            raise LabelStoreError(f"{path} has no 'labels' array (its creation was interrupted?)")
+            if _creation_was_cut(path):
+                raise UnfinishedStoreError(f"{path}: the creation of this label store was interrupted before its "
+                                           "'labels' array was written; opening it for an image completes it")
+            raise LabelStoreError(f"{path} has no 'labels' array, but holds other files: a damaged label store")
         if labels.dtype != np.uint32 or labels.ndim < 3:
             raise LabelStoreError(f"{path}: 'labels' is {labels.dtype} {labels.shape}, expected uint32 with ≥3 axes")
         return cls(path, group, labels, read_only=read_only)
 
     @classmethod
     def for_source(cls, path: Path | str, source: Any) -> LabelStore:
-        """Open the store at ``path`` checked against ``source`` (a FrameSource), or create one that fits it."""
+        """Open the store at ``path`` checked against ``source`` (a FrameSource), or create one that fits it (also
+        completing one whose creation was interrupted)."""
         path = Path(path)
         if path.exists() and path.is_dir() and any(path.iterdir()):
-            store = cls.open(path)
+            try:
+                store = cls.open(path)
+            except UnfinishedStoreError:
+                return cls._finish_creation(path, source.label_shape, source.label_axes)
             store.check_matches(source)
             return store
         return cls.create(path, source.label_shape, dimension_names=source.label_axes)
@@ -142,6 +190,9 @@ class LabelStore:
         """Finish what a killed writer left: temporary files, uncommitted prompts, interrupted object removals."""
         try:
             remove_temp_files(self.path)
+            groups = ("", "objects", "prompts", "frames")
+            if not all((self._records.base / rel / "zarr.json").is_file() for rel in groups):
+                self._records.initialise()  # a creation killed after its labels array, before the session groups
             for name in uncommitted:
                 self._records.delete_prompt(name)
             for obj_id in removing:
