@@ -25,7 +25,15 @@ from napari_sam2.cli.progress import Progress
 from napari_sam2.cli.run_record import RunRecord, view_key
 from napari_sam2.cli.runner import Runner, SaveCadence
 from napari_sam2.cli.weights import ModelChoice, build_model, choose_model, pick_device
-from napari_sam2.io import LabelStore, LabelStoreError, StackError, export_ctc, export_ome_zarr, export_tiff
+from napari_sam2.io import (
+    LabelStore,
+    LabelStoreError,
+    StackError,
+    UnfinishedStoreError,
+    export_ctc,
+    export_ome_zarr,
+    export_tiff,
+)
 from napari_sam2.io.prompt_file import PromptFileError
 
 try:
@@ -65,7 +73,10 @@ def _existing_record(out: Path, data: StackAndPrompts, key: str) -> RunRecord | 
         raise CliError(f"{out} is a file; LABELS must be a label store folder (e.g. labels.zarr)")
     if not out.is_dir() or not any(out.iterdir()):
         return None
-    store = LabelStore.open(out, read_only=True)
+    try:
+        store = LabelStore.open(out, read_only=True)
+    except UnfinishedStoreError:
+        return None  # a run killed while creating it: this run completes it (LabelStore.for_source)
     store.view_for(data.source)  # raises LabelStoreError when the store belongs to another stack
     return RunRecord.load(out, key)
 
