@@ -16,6 +16,7 @@ moment leaves a record naming a complete state.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import zlib
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 import zarr
 
 from napari_sam2.io.atomic_store import AtomicLocalStore, atomic_write_json, read_json, remove_tree
+from napari_sam2.io.errors import write_error
 
 RUNS = "runs"
 RECORD_KEY = "napari_sam2_run"
@@ -68,8 +70,11 @@ class RunRecord:
         return record
 
     def save(self) -> None:
-        """Write the record (atomically)."""
-        atomic_write_json(self.folder / "zarr.json", _group_doc({RECORD_KEY: self.data}))
+        """Write the record (atomically); a failed write raises ``StoreWriteError`` and leaves the previous one."""
+        try:
+            atomic_write_json(self.folder / "zarr.json", _group_doc({RECORD_KEY: self.data}))
+        except OSError as exc:
+            raise write_error("save the run's progress in", self.folder, exc) from exc
 
     def differences(self, inputs: dict[str, Any]) -> list[str]:
         """Names of the inputs that differ from the recorded ones."""
@@ -86,8 +91,13 @@ class RunRecord:
         """Store ``data`` as a new array ``<prefix><n>``; returns its reference ``{"name", "crc", "size"}``."""
         name = self._next_name(prefix)
         array = np.frombuffer(data, dtype=np.uint8)
-        zarr.create_array(store=AtomicLocalStore(self.store_path), name=f"{RUNS}/{self.key}/{name}", data=array,
-                          chunks=(max(1, array.size),), compressors=None, overwrite=True)
+        try:
+            zarr.create_array(store=AtomicLocalStore(self.store_path), name=f"{RUNS}/{self.key}/{name}", data=array,
+                              chunks=(max(1, array.size),), compressors=None, overwrite=True)
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # a part written: the record never names it
+                remove_tree(self.folder / name)
+            raise write_error("save the resume state in", self.folder, exc) from exc
         return {"name": name, "crc": zlib.crc32(data), "size": len(data)}
 
     def read_blob(self, ref: dict[str, Any]) -> io.BytesIO:

@@ -6,7 +6,9 @@ a re-run loads it and propagates on from there in the same pass. Frames written 
 computed again and written with the same values. A "both" run's backward pass starts at the first prompted frame
 and reads memories of the forward pass's first frames after it: that "seed" state is saved once, when the forward
 pass has computed them, and the backward pass always starts from it (reloaded, also in a process that ran the
-whole forward pass, so that every run takes the same path).
+whole forward pass, so that every run takes the same path). A pass continued at frame ``k`` computes ``k`` first —
+frame 0 of a backward pass included — and the runner checks that each pass yields its frames in order up to its
+last one, so a pass that ends early stops the run instead of leaving frames unwritten.
 
 How often: every frame while a save costs under 1/20 of the computing time since the previous save, less often
 otherwise (``--save-every N`` fixes it); on SIGINT or SIGTERM the state is saved at the next frame boundary.
@@ -14,13 +16,12 @@ otherwise (``--save-every N`` fixes it); on SIGINT or SIGTERM the state is saved
 
 from __future__ import annotations
 
+import io
 import queue
 import signal
-import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from napari_sam2.cli.errors import EXIT_SIGINT, EXIT_SIGTERM, Interrupted
@@ -123,7 +124,6 @@ class Runner:
         self.cadence = cadence
         self.stop_signal: int | None = None
         self.writer = BackgroundWriter(view)
-        self._tmp = Path(tempfile.mkdtemp(prefix="napari-sam2-state-"))
 
     # ------------------------------------------------------------------------------------------ progress
     @property
@@ -165,9 +165,9 @@ class Runner:
 
     # ------------------------------------------------------------------------------------------ states
     def _save(self, field: str, next_frame: int, reverse: bool) -> dict[str, Any]:
-        path = self._tmp / "state.pt"
-        self.session.save_state(path, next_frame=next_frame, reverse=reverse)
-        return self.record.write_blob(f"{field}_", path.read_bytes())
+        state = io.BytesIO()  # straight into the store: no temporary file elsewhere that could fill another disk
+        self.session.save_state(state, next_frame=next_frame, reverse=reverse)
+        return self.record.write_blob(f"{field}_", state.getvalue())
 
     def save_state(self, next_frame: int, reverse: bool) -> None:
         """Save the state for continuing this pass at ``next_frame`` and point the record at it."""
@@ -209,9 +209,6 @@ class Runner:
         finally:
             self.writer.close()
             self.progress.close()
-            for leftover in self._tmp.iterdir():
-                leftover.unlink()
-            self._tmp.rmdir()
         self.record.data.update(complete=True, state=None, seed=None, next_frame=None,
                                 frames_written=self.total_steps())
         self.record.save()
@@ -227,7 +224,12 @@ class Runner:
         self.progress.set_label(f"{direction:>8}")
         step = -1 if reverse else 1
         began = time.monotonic()
+        frame = None
         for result in self.session.propagate(start=begin, direction=direction, lost_patience=self.lost_patience):
+            expected = begin if frame is None else frame + step
+            if result.frame != expected:
+                raise RuntimeError(f"the engine's {direction} pass gave frame {result.frame} where frame {expected} "
+                                   "was due (a bug); the labels written so far are kept")
             self.writer.put(result)
             frame = result.frame
             self.cadence.frame_done(time.monotonic() - began)
@@ -241,6 +243,9 @@ class Runner:
             if self.stop_signal is not None:
                 self._stop(frame)
             began = time.monotonic()
+        if frame != last:  # a pass that ends early would leave frames unwritten and still say "done"
+            raise RuntimeError(f"the engine's {direction} pass from frame {begin} ended at frame {frame}, before frame "
+                               f"{last} (a bug); the labels written so far are kept")
         self._next_pass()
 
     def _next_pass(self) -> None:

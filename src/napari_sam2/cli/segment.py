@@ -9,6 +9,7 @@ and the run continues from its record (see ``runner`` for the resume rule).
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import sys
@@ -34,6 +35,7 @@ from napari_sam2.io import (
     export_ome_zarr,
     export_tiff,
 )
+from napari_sam2.io.errors import describe_os_error
 from napari_sam2.io.prompt_file import PromptFileError
 
 try:
@@ -79,6 +81,16 @@ def _existing_record(out: Path, data: StackAndPrompts, key: str) -> RunRecord | 
         return None  # a run killed while creating it: this run completes it (LabelStore.for_source)
     store.view_for(data.source)  # raises LabelStoreError when the store belongs to another stack
     return RunRecord.load(out, key)
+
+
+def _check_writable(out: Path) -> None:
+    """LABELS, or the folder it is to be made in, must be writable: say so before any work."""
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if os.access(existing, os.W_OK):
+        return
+    read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+    code = errno.EROFS if read_only else errno.EACCES
+    raise CliError(f"{existing}: {describe_os_error(OSError(code, os.strerror(code)))}; nothing was changed")
 
 
 def _check_export(args: Namespace, data: StackAndPrompts, record: RunRecord | None) -> tuple[str, Path] | None:
@@ -134,6 +146,8 @@ def plan_run(args: Namespace) -> Plan:
         identity["lost_patience"] = args.lost_patience
     differences = record.differences(identity) if record is not None else []
     finished = record is not None and record.data.get("complete") and not differences and not args.restart
+    if not finished:
+        _check_writable(out)
     network = None if finished else build_model(model)  # a checkpoint that does not fit is said before all else
     if record is not None and not args.restart:
         if differences:
@@ -305,5 +319,6 @@ def run_segment(args: Namespace) -> int:
             plan.data.source.close()
     except (StackError, LabelStoreError, PromptFileError) as exc:
         raise CliError(option_wording(str(exc))) from None
-    except OSError as exc:
-        raise CliError(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) from None
+    except OSError as exc:  # a write outside the label store's own methods (its folder, the lock, an export)
+        where = exc.filename or args.out
+        raise CliError(f"{where}: {describe_os_error(exc)}; what was stored before is intact") from None

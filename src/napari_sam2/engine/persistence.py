@@ -5,14 +5,16 @@ pending prompt outputs, which frames it tracked and in which direction, and — 
 the next frame to compute can attend to — its tracked-frame outputs. Restoring it into a new session over
 the same stack and model, then propagating on from that next frame, gives the same results as a run that
 was never interrupted. Files are written to a temporary name and renamed, so a crash leaves the previous
-state file intact.
+state file intact; the state is serialised in memory first, so a full disk is an ``OSError`` (torch's own file
+writer would report it as a ``RuntimeError``).
 """
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import torch
 
@@ -36,9 +38,12 @@ def memory_window(session: Session, next_frame: int, reverse: bool) -> set[int]:
     return {next_frame + step * d for d in range(1, reach)}
 
 
-def save_state(session: Session, path: str | Path, *, next_frame: int | None = None, reverse: bool = False) -> None:
-    """Write the session's state to ``path``; with ``next_frame``, tracked outputs are limited to the ones
-    that frame's memory needs (a few megabytes per object instead of the whole stack)."""
+def save_state(
+    session: Session, path: str | Path | BinaryIO, *, next_frame: int | None = None, reverse: bool = False
+) -> None:
+    """Write the session's state to ``path`` (a file name, or a binary file object such as ``io.BytesIO``); with
+    ``next_frame``, tracked outputs are limited to the ones that frame's memory needs (a few megabytes per object
+    instead of the whole stack). A failed write raises ``OSError`` naming ``path``; the previous file is intact."""
     keep = None if next_frame is None else memory_window(session, next_frame, reverse)
     tracker = session.tracker
 
@@ -73,13 +78,22 @@ def save_state(session: Session, path: str | Path, *, next_frame: int | None = N
             else None
         ),
     }
+    buffer = io.BytesIO()
+    torch.save(state, buffer)  # in memory: torch reports a failed file write as RuntimeError, Python as OSError
+    if not isinstance(path, (str, os.PathLike)):
+        path.write(buffer.getbuffer())
+        return
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
 def load_state(session: Session, path: str | Path) -> None:
