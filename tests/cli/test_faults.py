@@ -254,3 +254,16 @@ def test_a_read_only_label_store_is_refused_before_any_work(both, tmp_path):
     line = _fails_keeping_every_byte(job, out, before, result)
     assert f"{out}: the location is read-only" in line and "nothing was changed" in line
     _finishes_as_uninterrupted(job, out, reference)
+
+
+# ------------------------------------------------------------------------------------------------ damaged input
+def test_a_cut_imagej_tiff_is_refused_in_one_line_before_any_work(inputs, checkpoint, cache, tmp_path):
+    job = _small_job(inputs, checkpoint, cache, prompt_frame=1)
+    whole, cut, out = tmp_path / "whole.tif", tmp_path / "cut.tif", tmp_path / "labels.zarr"
+    tifffile.imwrite(whole, blob_stack(FRAMES), imagej=True, metadata={"axes": "TYX"})
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
+    result = run_cli("segment", cut, "--prompts", job.prompts, "--out", out, *model_args(checkpoint), cache=cache)
+    assert result.returncode == 1
+    line = one_error_line(result)  # nothing else on stderr: no log lines of tifffile's
+    assert f"{cut} is truncated or corrupt: its ImageJ metadata announces {FRAMES} images" in line
+    assert not out.exists()

@@ -24,6 +24,7 @@ from napari_sam2.io.intensity import (
     sample_indices,
 )
 from napari_sam2.io.stack_formats import RawStack, open_raw
+from napari_sam2.io.tifffile_log import quiet_tifffile
 
 ChannelSpec = int | str | None
 
@@ -139,10 +140,11 @@ class FrameSource:
     def _read(self, frame: int, channel: int | slice) -> np.ndarray:
         """Plane ``frame`` as (H, W) for an int ``channel`` or (H, W, C) for a slice."""
         key = self._index(frame, channel)
-        data = self._raw.array[key]
-        if hasattr(data, "compute"):
-            data = data.compute()
-        data = np.asarray(data)
+        with quiet_tifffile():  # a damaged page: our error line says it, without tifffile's own log lines
+            data = self._raw.array[key]
+            if hasattr(data, "compute"):
+                data = data.compute()
+            data = np.asarray(data)
         kept = [n for n, k in zip(self._names, key, strict=True) if isinstance(k, slice)]
         order = [kept.index(n) for n in (*SPATIAL, CHANNEL) if n in kept]
         return data.transpose(order) if order != list(range(len(kept))) else data

@@ -18,7 +18,9 @@ from napari_sam2.io.axes import AxesInfo, axes_from_names, axes_from_tiff, axes_
 from napari_sam2.io.errors import StackError
 from napari_sam2.io.lzw import ensure_lzw_decoder
 from napari_sam2.io.ome_metadata import OmeMultiscales, read_multiscales
+from napari_sam2.io.tiff_integrity import check_tiff_complete
 from napari_sam2.io.tiff_sequence import TIFF_SUFFIXES, TiffSequenceArray, list_tiff_files
+from napari_sam2.io.tifffile_log import quiet_tifffile
 
 ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
 LABEL_STORE_KEY = "napari_sam2"
@@ -88,37 +90,28 @@ def _open_path(path: Path) -> RawStack:
 
 def _open_tiff(path: Path) -> RawStack:
     ensure_lzw_decoder()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tif = tifffile.TiffFile(path)
-    except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
-        raise StackError(f"{path} is not a readable TIFF (corrupt or not a TIFF?): {exc}") from exc
-    try:
-        if not tif.series:
-            raise StackError(f"{path} holds no image series")
-        series = tif.series[0]
-        _check_not_truncated(path, series)
-        axes = axes_from_tiff(series.axes, series.shape, where=str(path))
-        levels = tuple(zarr.open(series.aszarr(level=i), mode="r") for i in range(len(series.levels)))
-        kind = "ome-tiff" if tif.is_ome else "imagej-tiff" if tif.is_imagej else "tiff"
-        return RawStack(levels[0], axes, levels, kind, path, handle=tif)
-    except StackError:
-        tif.close()
-        raise
-    except Exception as exc:
-        tif.close()
-        raise StackError(f"cannot read TIFF {path}: {exc}") from exc
-
-
-def _check_not_truncated(path: Path, series: Any) -> None:
-    """A contiguous series whose data runs past the end of the file is truncated: say so now, not on frame 30."""
-    offset = getattr(series, "dataoffset", None)
-    if offset is not None and offset + series.nbytes > path.stat().st_size:
-        raise StackError(
-            f"{path} is truncated or corrupt: its image data should end at byte {offset + series.nbytes}, "
-            f"but the file has {path.stat().st_size} bytes"
-        )
+    with quiet_tifffile() as complaints:  # tifffile's own log lines would precede our one-line message
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tif = tifffile.TiffFile(path)
+        except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
+            raise StackError(f"{path} is not a readable TIFF (corrupt or not a TIFF?): {exc}") from exc
+        try:
+            if not tif.series:
+                raise StackError(f"{path} holds no image series")
+            series = tif.series[0]
+            check_tiff_complete(path, tif, series, complaints)  # a cut file is said now, not on frame 300
+            axes = axes_from_tiff(series.axes, series.shape, where=str(path))
+            levels = tuple(zarr.open(series.aszarr(level=i), mode="r") for i in range(len(series.levels)))
+            kind = "ome-tiff" if tif.is_ome else "imagej-tiff" if tif.is_imagej else "tiff"
+            return RawStack(levels[0], axes, levels, kind, path, handle=tif)
+        except StackError:
+            tif.close()
+            raise
+        except Exception as exc:
+            tif.close()
+            raise StackError(f"cannot read TIFF {path}: {exc}") from exc
 
 
 def _open_tiff_sequence(path: Path, files: list[Path]) -> RawStack:

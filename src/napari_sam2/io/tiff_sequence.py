@@ -11,6 +11,7 @@ import tifffile
 
 from napari_sam2.io.errors import StackError
 from napari_sam2.io.lzw import ensure_lzw_decoder
+from napari_sam2.io.tifffile_log import quiet_tifffile
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -37,7 +38,7 @@ class TiffSequenceArray:
         self.files = list(files)
         ensure_lzw_decoder()
         try:
-            with tifffile.TiffFile(files[0]) as tif:
+            with quiet_tifffile(), tifffile.TiffFile(files[0]) as tif:
                 series = tif.series[0]
                 self.frame_shape = tuple(int(s) for s in series.shape)
                 self.dtype = np.dtype(series.dtype)
@@ -54,7 +55,8 @@ class TiffSequenceArray:
         """The frame stored in file ``index`` (shape ``frame_shape``)."""
         path = self.files[index]
         try:
-            data = tifffile.imread(path)
+            with quiet_tifffile():
+                data = tifffile.imread(path)
         except (tifffile.TiffFileError, OSError, ValueError) as exc:
             raise StackError(f"cannot read TIFF {path}: {exc}") from exc
         if data.shape != self.frame_shape or data.dtype != self.dtype:
