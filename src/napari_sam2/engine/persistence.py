@@ -43,7 +43,14 @@ def save_state(
 ) -> None:
     """Write the session's state to ``path`` (a file name, or a binary file object such as ``io.BytesIO``); with
     ``next_frame``, tracked outputs are limited to the ones that frame's memory needs (a few megabytes per object
-    instead of the whole stack). A failed write raises ``OSError`` naming ``path``; the previous file is intact."""
+    instead of the whole stack)."""
+    write_state(capture_state(session, next_frame=next_frame, reverse=reverse), path)
+
+
+def capture_state(session: Session, *, next_frame: int | None = None, reverse: bool = False) -> dict:
+    """The session's state as ``save_state`` writes it, for writing later (e.g. in another thread). It refers to
+    the session's tensors without copying those already on the host; the session never changes a stored tensor
+    in place, so the snapshot stays valid while work goes on."""
     keep = None if next_frame is None else memory_window(session, next_frame, reverse)
     tracker = session.tracker
 
@@ -64,7 +71,7 @@ def save_state(
             "pending_non_cond": {f: output(o) for f, o in track.pending_non_cond.items()},
             "tracked": dict(track.tracked),
         })
-    state = {
+    return {
         "format": FORMAT,
         "model": session.model.config.name,
         "image_size": session.model.image_size,
@@ -78,6 +85,11 @@ def save_state(
             else None
         ),
     }
+
+
+def write_state(state: dict, path: str | Path | BinaryIO) -> None:
+    """Write a captured state to ``path``: a temporary file, synced, then renamed over ``path`` (or into a binary
+    file object). A failed write raises ``OSError`` naming ``path``; the previous file is intact."""
     buffer = io.BytesIO()
     torch.save(state, buffer)  # in memory: torch reports a failed file write as RuntimeError, Python as OSError
     if not isinstance(path, (str, os.PathLike)):
