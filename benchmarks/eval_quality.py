@@ -34,8 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from benchmarks import quality_data
-from benchmarks.quality_data import DATASETS, DataError, EvalStack, Prompt
+from benchmarks.quality_data import DATASETS, DataError, EvalStack, Prompt, load
 from benchmarks.quality_metrics import boundary_f, jaccard, masks_to_labels, seg_matches
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,12 +79,8 @@ class Scorer:
     def summary(self) -> dict:
         per_j = [np.mean(v) for v in self.j.values() if v]
         per_f = [np.mean(v) for v in self.f.values() if v]
-        seg: list[float] = []
-        for start, stop, ref in self.stack.seg_reference:
-            pred = self.labels[start:stop]
-            units = [(pred, ref)] if self.stack.seg_3d else zip(pred, ref, strict=True)
-            for p, r in units:
-                seg += seg_matches(p, r)
+        seg = self.seg(self.labels)
+        ceiling = self.seg(self.perfect_labels())
         j, f = float(np.mean(per_j)), float(np.mean(per_f))
         gold = {}
         if per_gold := [np.mean(v, axis=0) for v in self.gold.values() if v]:
@@ -96,13 +91,33 @@ class Scorer:
             "J": round(j, 4), "F": round(f, 4), "J&F": round((j + f) / 2, 4), **gold,
             "J_prompt_frame": round(float(np.mean(self.j_prompt)), 4),
             "SEG": round(float(np.mean(seg)), 4) if seg else None,
+            "SEG_if_prompted_objects_were_perfect": round(float(np.mean(ceiling)), 4) if ceiling else None,
             "seg_reference_objects": len(seg),
             "seg_units": sum(1 if self.stack.seg_3d else b - a for a, b, _ in self.stack.seg_reference),
             "objects_prompted": len(self.prompts),
             "objects_in_gt": int(len(np.unique(self.stack.gt[self.stack.gt > 0]))),
             "object_frames_scored": int(sum(len(v) for v in self.j.values())),
             "false_positive_fraction": round(self.false_positive / self.absent, 4) if self.absent else None,
+            "object_frames_absent": self.absent,
         }
+
+    def seg(self, labels: np.ndarray) -> list[float]:
+        """SEG's per-reference-object scores of a predicted label stack (N, H, W)."""
+        scores: list[float] = []
+        for start, stop, ref in self.stack.seg_reference:
+            pred = labels[start:stop]
+            for p, r in [(pred, ref)] if self.stack.seg_3d else zip(pred, ref, strict=True):
+                scores += seg_matches(p, r)
+        return scores
+
+    def perfect_labels(self) -> np.ndarray:
+        """The ground truth of the prompted objects alone (gold masks where a frame has them): what a perfect
+        tracker of exactly these prompts would output."""
+        perfect = self.stack.gt.copy()
+        for t, gold in self.stack.gold_frames.items():
+            perfect[t] = gold
+        perfect[~np.isin(perfect, [p.obj_id for p in self.prompts])] = 0
+        return perfect
 
 
 def run_model(model, device, stack: EvalStack, prompts: list[Prompt], use_box: bool, scorer: Scorer) -> float:
@@ -229,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     record.update(environment(args, device), results={})
     for name in names:
         try:
-            stack = quality_data.load(name, args.data, max_frames.get(name))
+            stack = load(name, args.data, max_frames.get(name))
         except DataError as exc:
             return fail(str(exc))
         prompts = stack.prompts()
