@@ -50,6 +50,11 @@ def _lazy(array: Any) -> Any:
     return da.from_array(array, chunks=(1, *array.shape[1:]), meta=np.empty((0,) * array.ndim, dtype=array.dtype))
 
 
+def _units(units: list[str | None]) -> dict[str, Any]:
+    """napari's ``units`` keyword for the OME-Zarr units of the axes (``pixel`` where none is given), if any is."""
+    return {"units": [u or "pixel" for u in units]} if any(units) else {}
+
+
 def _image_layer(raw: RawStack, name: str) -> LayerData:
     names = list(raw.axes.names)
     levels = [_lazy(level) for level in raw.levels]
@@ -58,14 +63,16 @@ def _image_layer(raw: RawStack, name: str) -> LayerData:
         "metadata": {"axes": tuple(names), "axes_inferred": raw.axes.inferred, "source": str(raw.path or "")},
     }
     scale = list(raw.ome.scales[0]) if raw.ome is not None else [1.0] * len(names)
+    units = list(raw.ome.units) if raw.ome is not None and raw.ome.units else [None] * len(names)
     c = raw.axes.channel
     if c is not None and c == len(names) - 1 and raw.array.shape[c] in (3, 4) and raw.array.dtype == np.uint8:
         kwargs["rgb"] = True
-        names, scale = names[:-1], scale[:-1]
+        names, scale, units = names[:-1], scale[:-1], units[:-1]
     elif c is not None and raw.array.shape[c] > 1:
         kwargs["channel_axis"] = c
-        names, scale = names[:c] + names[c + 1 :], scale[:c] + scale[c + 1 :]
+        names, scale, units = (v[:c] + v[c + 1 :] for v in (names, scale, units))
     kwargs["scale"] = scale
+    kwargs.update(_units(units))
     if "channel_axis" not in kwargs:
         kwargs["axis_labels"] = tuple(names)
     if len(levels) > 1:
@@ -88,6 +95,7 @@ def _ome_label_layers(path: Path, raw: RawStack) -> list[LayerData]:
             continue
         levels: list[Any] = [label_group[p] for p in ms.paths]
         scale = list(ms.scales[0])
+        units = list(ms.units) or [None] * len(scale)
         if "c" in ms.axes and levels[0].shape[ms.axes.index("c")] == 1:  # labels have no channels: drop that axis
             import dask.array as da
 
@@ -95,7 +103,8 @@ def _ome_label_layers(path: Path, raw: RawStack) -> list[LayerData]:
             index = tuple(0 if i == c else slice(None) for i in range(len(ms.axes)))
             levels = [da.from_zarr(level)[index] for level in levels]
             scale.pop(c)
-        kwargs = {"name": label, "scale": scale, "metadata": {"source": str(path / "labels" / label)}}
+            units.pop(c)
+        kwargs = {"name": label, "scale": scale, "metadata": {"source": str(path / "labels" / label)}, **_units(units)}
         layers.append((levels if len(levels) > 1 else levels[0], {**kwargs, "multiscale": len(levels) > 1}, "labels"))
     return layers
 

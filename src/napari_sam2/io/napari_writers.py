@@ -1,11 +1,12 @@
 """napari writer contributions for a Labels layer, without importing napari: ``(path, data, attributes) -> [path]``.
 
 * ``write_label_store`` — a napari-sam2 label store (zarr v3 group, reopenable to continue a session);
-* ``write_labels_ome_zarr`` — an OME-Zarr 0.5 label image (``image-label`` metadata at its root);
+* ``write_labels_ome_zarr`` — an OME-Zarr 0.5 label image (``image-label`` metadata at its root), with the layer's
+  scale, units and translation;
 * ``write_labels_tiff`` — an ImageJ hyperstack TIFF.
 
 Axis names come from the layer's ``axis_labels`` when they are real names, else from the rule in ``axes``. Data are
-written one 2D plane at a time (a zarr- or dask-backed layer is never loaded whole).
+read and written one 2D plane at a time (a zarr- or dask-backed layer, as the plugin's own, is never loaded whole).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from napari_sam2.io.axes import infer_axes
 from napari_sam2.io.errors import LabelStoreError, StackError, write_error
 from napari_sam2.io.exports import write_imagej_tiff
 from napari_sam2.io.label_store import LabelStore
-from napari_sam2.io.ome_metadata import multiscales_entry, ome_order, wrap_ome
+from napari_sam2.io.ome_metadata import multiscales_entry, ome_order, ome_unit, wrap_ome
 
 _DEFAULT_LABEL = re.compile(r"-?\d+|axis -?\d+")
 
@@ -80,13 +81,34 @@ def write_label_store(path: str, data: Any, attributes: Mapping[str, Any]) -> li
     return [str(path)]
 
 
+def _max_label(data: Any, shape: tuple[int, ...]) -> int:
+    """The largest label in ``data``, read one 2D plane at a time (numpy, dask or zarr alike)."""
+    planes = np.ndindex(*shape[:-2]) if len(shape) > 2 else iter([()])
+    return max((int(_plane(data, coords).max(initial=0)) for coords in planes), default=0)
+
+
 def write_labels_tiff(path: str, data: Any, attributes: Mapping[str, Any]) -> list[str]:
     """Save a Labels layer as an ImageJ hyperstack TIFF (uint16, or float32 for ids above 65535)."""
     names = _axis_names(tuple(data.shape), attributes)
     shape = tuple(int(s) for s in data.shape)
-    top = int(np.asarray(data.max().compute() if hasattr(data.max(), "compute") else data.max())) if data.size else 0
+    top = _max_label(data, shape)
     write_imagej_tiff(path, names, shape, lambda coords: _plane(data, coords), top, str(path))
     return [str(path)]
+
+
+def _physical(attributes: Mapping[str, Any], names: list[str], out_axes: list[str]) -> dict[str, Any]:
+    """The layer's scale, units and translation, in ``out_axes`` order, as ``multiscales_entry`` takes them."""
+
+    def per_axis(key: str, default: Any) -> list[Any]:
+        values = attributes.get(key)
+        values = list(values) if values is not None and len(values) == len(names) else [default] * len(names)
+        return [values[names.index(a)] for a in out_axes]
+
+    return {
+        "scales": [[float(v) for v in per_axis("scale", 1.0)]],
+        "units": [ome_unit(a, u) for a, u in zip(out_axes, per_axis("units", None), strict=True)],
+        "translation": [float(v) for v in per_axis("translate", 0.0)],
+    }
 
 
 def write_labels_ome_zarr(path: str, data: Any, attributes: Mapping[str, Any]) -> list[str]:
@@ -118,7 +140,8 @@ def write_labels_ome_zarr(path: str, data: Any, attributes: Mapping[str, Any]) -
                 plane = plane.T
             if plane.any():
                 array[(*index, slice(None), slice(None))] = plane.astype(np.uint32)
-        entry = multiscales_entry(out_axes, ["0"], [[1.0] * len(out_axes)], name=target.name, version="0.5")
+        physical = _physical(attributes, names, out_axes)
+        entry = multiscales_entry(out_axes, ["0"], physical.pop("scales"), name=target.name, version="0.5", **physical)
         group.attrs.update(wrap_ome("0.5", {"multiscales": [entry], "image-label": {}}))
         os.replace(tmp, target)
     except OSError as exc:

@@ -12,6 +12,19 @@ from typing import Any
 
 AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
 _ORDER = {"time": 0, "channel": 1, "space": 2}
+_METRIC = ("yocto", "zepto", "atto", "femto", "pico", "nano", "micro", "milli", "centi", "deci", "", "hecto",
+           "kilo", "mega", "giga", "tera", "peta", "exa", "zetta", "yotta")
+UNITS = {  # the unit names OME-Zarr allows (UDUNITS-2), by axis type
+    "space": {f"{p}meter" for p in _METRIC} | {"angstrom", "foot", "inch", "mile", "parsec", "yard"},
+    "time": {f"{p}second" for p in _METRIC} | {"minute", "hour", "day"},
+}
+
+
+def ome_unit(axis: str, unit: Any) -> str | None:
+    """``unit`` (a name, or a pint unit as napari gives) if OME-Zarr allows it on ``axis``; None otherwise
+    (e.g. napari's default ``pixel``)."""
+    name = str(unit) if unit is not None else ""
+    return name if name in UNITS.get(AXIS_TYPES.get(axis, ""), set()) else None
 
 
 @dataclass(frozen=True)
@@ -24,6 +37,7 @@ class OmeMultiscales:
     paths: tuple[str, ...]
     scales: tuple[tuple[float, ...], ...]
     name: str | None = None
+    units: tuple[str | None, ...] = ()  # per axis, where the metadata gives one
 
 
 def ome_attributes(attrs: Mapping[str, Any]) -> tuple[str | None, Mapping[str, Any]]:
@@ -68,6 +82,8 @@ def read_multiscales(attrs: Mapping[str, Any]) -> OmeMultiscales | None:
         paths=tuple(str(ds["path"]) for ds in datasets),
         scales=tuple(scales),
         name=entry.get("name"),
+        units=tuple(a.get("unit") if isinstance(a, Mapping) and isinstance(a.get("unit"), str) else None
+                    for a in raw_axes),
     )
 
 
@@ -97,17 +113,33 @@ def ome_order(axes: Sequence[str]) -> list[str]:
 
 
 def multiscales_entry(
-    axes: Sequence[str], paths: Sequence[str], scales: Sequence[Sequence[float]], *, name: str, version: str
+    axes: Sequence[str],
+    paths: Sequence[str],
+    scales: Sequence[Sequence[float]],
+    *,
+    name: str,
+    version: str,
+    units: Sequence[str | None] | None = None,
+    translation: Sequence[float] | None = None,
 ) -> dict[str, Any]:
-    """One ``multiscales`` entry (``version`` is included only for 0.4, where it lives in the entry)."""
+    """One ``multiscales`` entry (``version`` is included only for 0.4, where it lives in the entry).
+
+    ``units``: per axis, an OME-Zarr unit name or None; ``translation``: the position of the first pixel, per axis
+    (written only where it is not all zero)."""
     check_axis_order(axes)
+    units = list(units) if units is not None else [None] * len(axes)
+    shift = [float(v) for v in translation] if translation is not None and any(translation) else None
+
+    def transforms(scale: Sequence[float]) -> list[dict[str, Any]]:
+        steps: list[dict[str, Any]] = [{"type": "scale", "scale": [float(v) for v in scale]}]
+        return steps + ([{"type": "translation", "translation": shift}] if shift else [])
+
     entry: dict[str, Any] = {
         "name": name,
-        "axes": [{"name": a, "type": AXIS_TYPES[a]} for a in axes],
-        "datasets": [
-            {"path": p, "coordinateTransformations": [{"type": "scale", "scale": [float(v) for v in s]}]}
-            for p, s in zip(paths, scales, strict=True)
-        ],
+        "axes": [{"name": a, "type": AXIS_TYPES[a], **({"unit": u} if u else {})}
+                 for a, u in zip(axes, units, strict=True)],
+        "datasets": [{"path": p, "coordinateTransformations": transforms(s)}
+                     for p, s in zip(paths, scales, strict=True)],
     }
     if version != "0.5":
         entry = {"version": version, **entry}

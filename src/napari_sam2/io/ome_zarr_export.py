@@ -54,8 +54,10 @@ def _write_labels(
     scales: Sequence[Sequence[float]],
     name: str,
     version: str,
+    units: Sequence[str | None] | None = None,
 ) -> None:
-    """Write the label image ``name`` (all levels, ``out_axes`` order) with its metadata into ``group``."""
+    """Write the label image ``name`` (all levels, ``out_axes`` order) with its metadata into ``group``; ``units``:
+    the image's, per axis (the labels share its physical space)."""
     zarr_format = 3 if version == "0.5" else 2
     label_group = group.create_group(name, overwrite=True)
     frame_axes = [a for a in image_axes if a not in ("c", "y", "x")]  # the store's frame axes, in its order
@@ -84,7 +86,7 @@ def _write_labels(
     if colours:
         image_label.update(colors=colours, properties=properties)
     paths = [str(i) for i in range(len(level_shapes))]
-    entry = multiscales_entry(out_axes, paths, scales, name=name, version=version)
+    entry = multiscales_entry(out_axes, paths, scales, name=name, version=version, units=units or None)
     label_group.attrs.update(wrap_ome(version, {"multiscales": [entry], "image-label": image_label}))
 
 
@@ -181,7 +183,8 @@ def _add_labels_in_place(raw: RawStack, store: LabelStore, name: str) -> None:
         labels = group.require_group("labels")
         tmp_name = f".{name}.{uuid.uuid4().hex}.sam2-tmp"
         level_shapes = [tuple(level.shape) for level in raw.levels]
-        _write_labels(labels, store, raw.axes.names, raw.axes.names, level_shapes, raw.ome.scales, tmp_name, version)
+        _write_labels(labels, store, raw.axes.names, raw.axes.names, level_shapes, raw.ome.scales, tmp_name, version,
+                      raw.ome.units)
         target, tmp = raw.path / "labels" / name, raw.path / "labels" / tmp_name
         old = target.with_name(f".{name}.{uuid.uuid4().hex}.old.sam2-tmp")
         if target.exists():
