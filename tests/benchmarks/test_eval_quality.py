@@ -86,8 +86,10 @@ def test_random_weight_model_runs_end_to_end(data, tmp_path):
     rows = [*record["results"].values(), json.loads(boxes.read_text())["results"]["gowt1/box"]]
     for row in rows:
         assert row["objects_prompted"] == 2 and row["seconds_per_frame"] > 0
-        for key in ("J", "F", "J&F", "SEG", "J_prompt_frame"):
+        for key in ("J", "F", "J&F", "J_prompt_frame"):
             assert 0.0 <= row[key] <= 1.0
+    assert 0.0 <= rows[0]["SEG"] <= 1.0 and 0.0 <= rows[1]["SEG"] <= 1.0
+    assert rows[2]["SEG"] is None and rows[2]["seg_reference_objects"] == 0  # the SEG frame 2 was cut off
     assert [row["object_frames_scored"] for row in rows] == [6, 6, 4]  # objects × frames where each exists
 
 
