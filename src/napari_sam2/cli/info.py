@@ -80,7 +80,7 @@ def format_info(report: dict[str, Any]) -> str:
     for name, c in report["checkpoints"].items():
         state = f"cached, {c['size_mb']} MB" if c["cached"] else f"not downloaded (napari-sam2 fetch {name})"
         lines.append(f"  {name:<{width}}  {state}")
-    hub = "installed" if report["huggingface_hub"] else "not installed (fetch needs it: pip install 'napari-sam2[hub]')"
+    hub = "installed" if report["huggingface_hub"] else "missing (fetch needs it: reinstall napari-sam2)"
     lines.append(f"huggingface_hub: {hub}")
     return "\n".join(lines)
 

@@ -60,6 +60,11 @@ def choose_model(name: str, image_size: int | None, checkpoint: str | None, rand
         try:
             path = fetch_checkpoint(name)
         except CheckpointUnavailable as exc:
+            if exc.offline:
+                raise CliError(f"no checkpoint for {name}, and it cannot be downloaded: offline ({exc.offline}). Use "
+                               f"--checkpoint FILE with {exc.filename} from {exc.url} (or put that file at "
+                               f"{exc.target}), or --model starter, the model shipped with napari-sam2 that works "
+                               "offline (--random-weights only checks a setup)") from None
             raise CliError(f"no checkpoint for {name}: {exc} — or pass --random-weights for a test run") from None
     try:
         weights_id = f"sha256:{file_sha256(path)}"
