@@ -30,6 +30,21 @@ def test_model_factory():
     return _MODEL["model"]
 
 
+def answer_next_dialog(button) -> None:
+    """Press ``button`` (a ``QMessageBox.StandardButton``) in the next modal dialog, as a user would."""
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    def press() -> None:
+        dialog = QApplication.activeModalWidget()
+        if dialog is None:
+            QTimer.singleShot(20, press)
+            return
+        dialog.button(button).click()
+
+    QTimer.singleShot(0, press)
+
+
 def cell_stack(frames: int = FRAMES, size: int = SIZE) -> np.ndarray:
     """A bright square moving right by 2 pixels a frame on noise, uint16 (T, Y, X)."""
     rng = np.random.default_rng(0)

@@ -1,18 +1,19 @@
-"""The plugin's non-Qt parts: layer axes, propagation plans, the stopping rule, prompt bookkeeping, paint events,
-sample data, and that napari start-up does not import torch."""
+"""The plugin's non-Qt parts: layer axes, propagation plans, the stopping rule, prompt bookkeeping, writes into the
+labels, sample data, and that napari start-up does not import torch."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from napari.layers import Image
 
 from napari_sam2 import samples
+from napari_sam2._qt.label_array import plane_writes
 from napari_sam2._qt.layer_stack import channel_choices, default_frame_axis, default_store_path, layer_axes
-from napari_sam2._qt.layers import painted_planes
 from napari_sam2._qt.model_loading import MODEL_NAMES
 from napari_sam2._qt.prompts import FramePrompt, PromptBook, group_boxes, group_points
 from napari_sam2._qt.propagation import LostObjects, PassResult, plan_propagation
@@ -37,6 +38,42 @@ def test_model_menu_lists_the_published_models():
     from napari_sam2.model import MODEL_NAMES as ENGINE_NAMES
 
     assert sorted(MODEL_NAMES) == sorted(ENGINE_NAMES)
+
+
+def test_shipped_models_are_offered_once_their_weights_are_installed(tmp_path, monkeypatch):
+    """The starter model (``napari_sam2.model``'s own configuration) is in the menu when its weights ship."""
+    from napari_sam2._qt import model_loading
+    from napari_sam2.model.config import OWN_CONFIGS
+
+    assert set(model_loading.SHIPPED_MODELS) <= set(OWN_CONFIGS)
+    from napari_sam2.model import hub
+
+    for name, path in getattr(hub, "PACKAGED_WEIGHTS", {}).items():  # the model package's own record of the file
+        assert model_loading.shipped_weights(name) == Path(path)
+    weights = tmp_path / "starter.pt"
+    monkeypatch.setattr(model_loading, "shipped_weights", lambda name: weights)
+    assert "starter" not in model_loading.offered_models() and "starter" not in model_loading.what_works_offline()
+    weights.write_bytes(b"")
+    assert model_loading.offered_models()[0] == "starter" and "sam2.1_hiera_tiny" in model_loading.offered_models()
+    assert "the shipped model “starter”" in model_loading.what_works_offline("sam2.1_hiera_tiny")
+
+
+@pytest.mark.parametrize(
+    ("device", "frame", "native", "size"),
+    [
+        ("cuda", (2048, 2048), 1024, 1024),  # a GPU: full size
+        ("cpu", (2048, 2048), 1024, 512),  # a CPU: 512 (1024 costs ~9x the time)
+        ("mps", (1024, 700), 1024, 512),
+        ("cuda", (130, 130), 1024, 256),  # a small frame is not blown up
+        ("cuda", (300, 40), 1024, 512),  # the larger side counts
+        ("cpu", (40, 30), 1024, 256),  # never below 256
+        ("cuda", (2048, 2048), 512, 512),  # nor above the model's own size (the starter model: 512)
+    ],
+)
+def test_automatic_image_size(device, frame, native, size):
+    from napari_sam2._qt.model_loading import auto_image_size
+
+    assert auto_image_size(device, frame, native) == size
 
 
 @pytest.mark.parametrize(
@@ -111,11 +148,28 @@ def test_prompt_book_from_layer_contents():
     assert FramePrompt().empty and book.get(1, 3) is None
 
 
-def test_painted_planes_from_napari_history_atoms():
-    """A paint event names every plane it touched and the ids painted or erased there."""
-    indices = (np.array([1, 1, 3]), np.array([0, 0, 0]), np.array([4, 5, 6]), np.array([4, 4, 4]))
-    planes = painted_planes([(indices, np.array([0, 2, 0]), np.array([7, 7, 7]))], ndim=4)
-    assert planes == {(1, 0): {2, 7}, (3, 0): {7}}
+def test_writes_into_the_labels_layer_split_into_frame_edits():
+    """Every form of write napari makes into the Labels layer's data (a box of slices, ints, fancy indices from
+    ``data_setitem``) becomes one edit per frame it touches, doing to that frame exactly what numpy would."""
+    shape = (3, 2, 6, 6)
+    rng = np.random.default_rng(0)
+    writes = [
+        ((slice(1, 3), slice(None), slice(2, 5), slice(0, 2)), rng.integers(0, 9, (2, 2, 3, 2))),
+        ((2, 0, slice(None), 4), 7),
+        ((Ellipsis, slice(0, 1)), 5),
+        ((np.array([1, 1, 2]), np.array([0, 0, 1]), np.array([4, 5, 0]), np.array([4, 4, 3])), np.array([1, 2, 3])),
+    ]
+    for key, value in writes:
+        expected = rng.integers(0, 9, shape)
+        actual = expected.copy()
+        expected[key] = value
+        edits = plane_writes(key, value, shape)
+        for coords, edit in edits:
+            actual[coords] = edit(actual[coords].copy())
+        assert np.array_equal(actual, expected), key
+        addressed = np.zeros(shape, bool)
+        addressed[key] = True
+        assert {coords for coords, _ in edits} == {c for c in np.ndindex(shape[:2]) if addressed[c].any()}, key
 
 
 def test_sample_data():

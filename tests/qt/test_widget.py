@@ -14,8 +14,9 @@ import numpy as np
 from napari.utils._proxies import ReadOnlyWrapper
 from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
 from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QMessageBox
 
-from tests.qt.conftest import FRAMES, TEST_MODEL, cell_stack
+from tests.qt.conftest import FRAMES, TEST_MODEL, answer_next_dialog, cell_stack
 
 WAIT = 30000
 
@@ -159,6 +160,7 @@ def test_delete_object_removes_its_labels_prompts_and_clicks(sam2_viewer, qtbot)
     assert any((c.store.read_frame(f) == 2).any() for f in range(FRAMES))
 
     widget.objects.list.setCurrentItem(widget.objects.item_for(2))
+    answer_next_dialog(QMessageBox.StandardButton.Yes)  # "Delete object 2 on every frame?"
     widget.objects.delete_button.click()
     idle(c, qtbot)
     assert all(not (c.store.read_frame(f) == 2).any() for f in range(FRAMES))

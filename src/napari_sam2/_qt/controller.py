@@ -19,9 +19,11 @@ from napari.layers.base import ActionType
 from napari.utils import progress
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from napari_sam2._qt.layer_stack import StackChoice, layer_array
-from napari_sam2._qt.layers import SessionLayers, painted_planes
-from napari_sam2._qt.model_loading import LoadProgress, ModelChoice, session_steps
+from napari_sam2._qt.edit_history import EditHistory
+from napari_sam2._qt.label_array import LabelEdit, StoreLabels
+from napari_sam2._qt.layer_stack import StackChoice
+from napari_sam2._qt.layers import SessionLayers
+from napari_sam2._qt.model_loading import LoadProgress, ModelChoice, load_failure_message, session_steps
 from napari_sam2._qt.prompts import PromptBook, apply_prompt, record_prompt, segment_prompt
 from napari_sam2._qt.propagation import PropagationPlan, plan_propagation, propagation_steps
 from napari_sam2._qt.tasks import Task, TaskQueue
@@ -31,6 +33,7 @@ from napari_sam2.io.sources import open_stack
 
 _DONE = (ActionType.ADDED, ActionType.REMOVED, ActionType.CHANGED)
 NEGATIVE_MODIFIERS = ("Shift", "Control")
+UNDO_KEY, REDO_KEY = "Control-Z", "Control-Shift-Z"  # napari's own keys for the Labels layer (Command on macOS)
 
 
 class TrackingController(QObject):
@@ -42,6 +45,7 @@ class TrackingController(QObject):
     ready = Signal()  # the model is loaded and stored prompts are replayed
     current_changed = Signal(int)
     propagating = Signal(bool)
+    load_failed = Signal(str)  # the model could not be loaded: the session cannot go on (message says what works)
 
     def __init__(
         self, viewer: Any, image: Any, choice: StackChoice, store_path: Path, model: ModelChoice, device: str = "auto"
@@ -49,7 +53,7 @@ class TrackingController(QObject):
         super().__init__()
         self.viewer = viewer
         self.choice = choice
-        self.source = open_stack(layer_array(image), axis=choice.frame_axis, channel=choice.channel,
+        self.source = open_stack(choice.frames_of(image), axis=choice.frame_axis, channel=choice.channel,
                                  position=choice.position, axes=list(choice.axes))
         self.store = LabelStore.for_source(store_path, self.source)
         self.view = self.store.view_for(self.source)
@@ -58,15 +62,19 @@ class TrackingController(QObject):
         self.hidden: set[int] = set()
         self.positive = True
         self.session: Any = None
+        self.model = model
         self.last_latency_ms: float | None = None
         self._syncing = 0
         self._click_started: dict[tuple[int, int], float] = {}
-        self._painted: dict[tuple[int, ...], set[int]] = {}
+        self._hand_edited = False
+        self._dragging_box = False
         self._progress: Any = None
         self._prop_progress: Any = None
         self._closed = False
         self.tasks = TaskQueue(self)
-        self.layers = SessionLayers(viewer, image, choice, self.store.labels, self.source.shape2d)
+        self.edits = StoreLabels(self.store, on_edit=self._on_hand_edit)  # napari's writes go through the store
+        self.history = EditHistory(self.edits)
+        self.layers = SessionLayers(viewer, image, choice, self.edits, self.source.shape2d)
         self.current = max([*self.store.objects, *self.book.obj_ids(), 0]) or 1
         with self._quiet():
             self.layers.show_prompts(self.book)
@@ -77,23 +85,31 @@ class TrackingController(QObject):
     # ------------------------------------------------------------------ wiring
     def _connect(self) -> None:
         self.layers.points.events.data.connect(self._on_prompt_layer)
-        self.layers.shapes.events.data.connect(self._on_prompt_layer)
-        self.layers.labels.events.paint.connect(self._on_paint)
+        self.layers.shapes.events.data.connect(self._on_boxes_layer)
+        self.layers.labels.events.paint.connect(self.history.committed)
         self.layers.labels.events.selected_label.connect(self._on_selected_label)
+        self.layers.labels.bind_key(UNDO_KEY, lambda layer: self.history.undo(layer.undo), overwrite=True)
+        self.layers.labels.bind_key(REDO_KEY, lambda layer: self.history.redo(layer.redo), overwrite=True)
         self.layers.points.mouse_drag_callbacks.insert(0, self._click_polarity)
+        self.layers.shapes.mouse_drag_callbacks.insert(0, self._box_drag)
         self.viewer.dims.events.current_step.connect(self._on_step)
 
     def _disconnect(self) -> None:
         with contextlib.suppress(Exception):
             self.viewer.dims.events.current_step.disconnect(self._on_step)
         for event, handler in ((self.layers.points.events.data, self._on_prompt_layer),
-                               (self.layers.shapes.events.data, self._on_prompt_layer),
-                               (self.layers.labels.events.paint, self._on_paint),
+                               (self.layers.shapes.events.data, self._on_boxes_layer),
+                               (self.layers.labels.events.paint, self.history.committed),
                                (self.layers.labels.events.selected_label, self._on_selected_label)):
             with contextlib.suppress(Exception):
                 event.disconnect(handler)
-        with contextlib.suppress(ValueError):
-            self.layers.points.mouse_drag_callbacks.remove(self._click_polarity)
+        for callbacks, callback in ((self.layers.points.mouse_drag_callbacks, self._click_polarity),
+                                    (self.layers.shapes.mouse_drag_callbacks, self._box_drag)):
+            with contextlib.suppress(ValueError):
+                callbacks.remove(callback)
+        for key in (UNDO_KEY, REDO_KEY):
+            self.layers.labels.bind_key(key, None)
+        self.edits.on_edit = None  # painting after the session still goes to the store, as manual
 
     @contextlib.contextmanager
     def _quiet(self) -> Iterator[None]:
@@ -142,7 +158,7 @@ class TrackingController(QObject):
             Thread(target=session.close, daemon=True).start()
             return
         self.session = session
-        self.status.emit(f"model ready on {session.device}")
+        self.status.emit(f"model ready on {session.device}, image size {session.model.image_size}")
 
     def _restore(self) -> int:
         """Replay every prompt of the book into the engine (stored prompts of a reopened session)."""
@@ -163,7 +179,7 @@ class TrackingController(QObject):
             bar.close()
 
     def _load_failed(self, err: BaseException) -> None:
-        self._failed(err, hint=" — press Stop, change the model or device, and Start again")
+        self.load_failed.emit(load_failure_message(self.model, err))
 
     def _failed(self, err: BaseException, hint: str = "") -> None:
         message = f"{type(err).__name__}: {err}{hint}"
@@ -249,9 +265,25 @@ class TrackingController(QObject):
     def _on_prompt_layer(self, event: Any) -> None:
         if self._syncing or getattr(event, "action", None) not in _DONE:
             return
-        if getattr(self.layers.shapes, "_is_creating", False):
-            return  # a box being drawn: wait for the mouse release
         self.sync_prompts()
+
+    def _on_boxes_layer(self, event: Any) -> None:
+        if not self._dragging_box:  # a box being drawn, moved or resized is taken once the mouse is released
+            self._on_prompt_layer(event)
+
+    def _box_drag(self, layer: Any, event: Any) -> Iterator[None]:
+        """Mouse press on the boxes layer: napari reports a box while it is drawn (R, then drag); segment it when the
+        mouse is released — after napari's own release handler, which finishes the box, has run."""
+        self._dragging_box = True
+        yield
+        while event.type == "mouse_move":
+            yield
+        QTimer.singleShot(0, self._box_released)
+
+    def _box_released(self) -> None:
+        self._dragging_box = False
+        if not self._closed:
+            self.sync_prompts()
 
     def sync_prompts(self) -> None:
         """Take the clicks and boxes from the layers; segment every (object, frame) whose prompt changed."""
@@ -311,22 +343,20 @@ class TrackingController(QObject):
         self.status.emit(f"frame {frame} segmented{shown}")
 
     # ------------------------------------------------------------------ painting
-    def _on_paint(self, event: Any) -> None:
-        """Hand-painted pixels: record them as manual in the store so propagation keeps them. napari announces a
-        paint before writing it to the zarr array, so the store reads the planes once the event is handled."""
-        for coords, ids in painted_planes(event.value, self.layers.ndim).items():
-            self._painted.setdefault(coords, set()).update(ids)
-        QTimer.singleShot(0, self._record_paint)
+    def _on_hand_edit(self, edit: LabelEdit) -> None:
+        """A frame was edited by hand (stroke, fill, erase, undo, redo): already stored, with the changed objects
+        marked manual (see StoreLabels); keep the undo history's provenance and show new objects."""
+        self.history.edited(edit)
+        if not self._hand_edited:
+            self._hand_edited = True
+            QTimer.singleShot(0, self._hand_edits_shown)
 
-    def _record_paint(self) -> None:
-        painted, self._painted = self._painted, {}
-        before = set(self.store.objects)
-        for coords, ids in painted.items():
-            if ids:
-                self.store.write_manual_at(coords, self.store.read_plane(coords), obj_ids=ids)
-        if set(self.store.objects) != before:
-            self._recolour()
-            self.objects_changed.emit()
+    def _hand_edits_shown(self) -> None:
+        self._hand_edited = False
+        if self._closed:
+            return
+        self._recolour()
+        self.objects_changed.emit()
 
     def _on_selected_label(self, event: Any) -> None:
         value = int(self.layers.labels.selected_label)

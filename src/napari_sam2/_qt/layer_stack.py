@@ -10,12 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from napari_sam2.io.axes import CHANNEL, SPATIAL, axes_from_names, infer_axes
 
 _AXIS_ALIASES = {"t": "t", "time": "t", "z": "z", "depth": "z", "slice": "z", "c": "c", "channel": "c",
                  "y": "y", "x": "x"}
 _STACK_SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".zarr", ".npz", ".npy")
 STORE_SUFFIX = ".sam2.zarr"
+SINGLE_IMAGE_AXIS = "t"  # the frame axis given to a single 2D image (one frame)
 IN_MEMORY_FOLDER = Path.home() / "napari-sam2-labels"
 
 
@@ -24,12 +27,30 @@ def layer_array(layer: Any) -> Any:
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
 
 
+class OneFrame:
+    """A single 2D image (H, W[, C]) seen as a stack of one frame (1, H, W[, C]), read lazily from ``array``."""
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+        self.shape = (1, *(int(s) for s in array.shape))
+        self.dtype = array.dtype
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        first, rest = (key[0], key[1:]) if key else (slice(None), ())
+        plane = np.asarray(self.array[rest]) if rest else np.asarray(self.array)
+        return np.asarray(np.expand_dims(plane, 0)[first])
+
+
 def layer_axes(layer: Any) -> tuple[str, ...]:
     """Names of every axis of the layer's array (``c`` last for RGB layers), from its axis labels where they are
     meaningful (``t``, ``time``, ``z``, ``c``, ``y``, ``x``…), else by the I/O layer's inference rule."""
     shape = tuple(int(s) for s in layer_array(layer).shape)
     rgb = bool(getattr(layer, "rgb", False))
     n_dims = len(shape) - rgb
+    if n_dims == 2:  # a single image (grey, or an RGB photo)
+        return ("y", "x", CHANNEL) if rgb else ("y", "x")
     labels = [str(label).strip().lower() for label in getattr(layer, "axis_labels", ())]
     from_reader = [str(a) for a in (getattr(layer, "metadata", None) or {}).get("axes", ()) if a != CHANNEL or rgb]
     if len(from_reader) == len(shape) and all(a in _AXIS_ALIASES for a in from_reader):
@@ -101,12 +122,15 @@ def default_store_path(layer: Any) -> tuple[Path, bool]:
 
 @dataclass(frozen=True)
 class StackChoice:
-    """The stack a session works on: which layer, along which axis, which channel, where the other axes stand."""
+    """The stack a session works on: which layer, along which axis, which channel, where the other axes stand.
+    ``single_image``: the layer is one 2D image (``axes`` then start with a frame axis of length 1 that the layer
+    does not have; see :class:`OneFrame`)."""
 
     axes: tuple[str, ...]
     frame_axis: str
     channel: Any
     position: dict[str, int]
+    single_image: bool = False
 
     @property
     def label_axes(self) -> tuple[str, ...]:
@@ -118,7 +142,13 @@ class StackChoice:
         """Index of the frame axis among the label axes."""
         return self.label_axes.index(self.frame_axis)
 
+    def frames_of(self, layer: Any) -> Any:
+        """The array to open as the stack (the layer's, with a leading frame axis for a single image)."""
+        return OneFrame(layer_array(layer)) if self.single_image else layer_array(layer)
+
     def describe(self) -> str:
+        if self.single_image:
+            return "a single image"
         where = ", ".join(f"{k}={v}" for k, v in self.position.items())
         return f"frames along {self.frame_axis}" + (f" at {where}" if where else "")
 

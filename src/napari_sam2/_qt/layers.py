@@ -26,34 +26,6 @@ def _rgba(colour: str, alpha: float = 1.0) -> np.ndarray:
     return np.array([int(text[i : i + 2], 16) / 255 for i in (0, 2, 4)] + [alpha], np.float32)
 
 
-def painted_planes(atoms: Iterable[Any], ndim: int) -> dict[tuple[int, ...], set[int]]:
-    """A Labels paint event's history atoms → ``{plane coordinates (all axes but y, x): label ids changed}``."""
-    planes: dict[tuple[int, ...], set[int]] = {}
-
-    def note(plane_coords: np.ndarray, values: np.ndarray) -> None:
-        for coords in np.unique(plane_coords, axis=0):
-            here = (plane_coords == coords).all(axis=1)
-            planes.setdefault(tuple(int(c) for c in coords), set()).update(np.unique(values[here]).tolist())
-
-    for atom in atoms:
-        if hasattr(atom, "slice_key"):  # napari's masked paint atom: a bounding box, old values and one new value
-            starts = np.array([s.start or 0 for s in atom.slice_key[: ndim - 2]], int)
-            old = np.asarray(atom.old_values)
-            if atom.mask is None:  # every pixel of the box changed; old_values is the box
-                where = np.indices(old.shape).reshape(old.ndim, -1)
-                old = old.reshape(-1)
-            else:
-                where = np.asarray(np.nonzero(atom.mask))
-            plane_coords = where[: ndim - 2].T + starts
-            note(plane_coords, np.stack([old, np.full_like(old, atom.new_value)], -1))
-        else:  # (indices, old values, new values)
-            indices, old, new = atom
-            plane_coords = np.stack([np.asarray(i) for i in indices[: ndim - 2]], -1).reshape(-1, ndim - 2)
-            values = np.stack(np.broadcast_arrays(np.asarray(old), np.asarray(new)), -1).reshape(-1, 2)
-            note(plane_coords, values)
-    return {k: {int(i) for i in v} - {0} for k, v in planes.items()}
-
-
 class SessionLayers:
     """Creates and owns the session's Points, Shapes and Labels layers in ``viewer``."""
 
@@ -62,7 +34,9 @@ class SessionLayers:
         self.choice = choice
         self.ndim = len(choice.label_axes)
         self.yx_dims = (self.ndim - 2, self.ndim - 1)
-        geometry = {"scale": tuple(image.scale)[-self.ndim :], "translate": tuple(image.translate)[-self.ndim :]}
+        pad = self.ndim - min(self.ndim, len(image.scale))  # a single 2D image: the labels have one frame axis more
+        geometry = {"scale": (1.0,) * pad + tuple(image.scale)[-self.ndim :],
+                    "translate": (0.0,) * pad + tuple(image.translate)[-self.ndim :]}
         base = image.name
         self.labels = viewer.add_labels(labels_array, name=f"{base} SAM 2 labels", opacity=0.6, **geometry)
         self.shapes = viewer.add_shapes(

@@ -6,6 +6,7 @@ Importing this module does not import torch; :func:`load_model_steps` imports it
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
 import time
@@ -27,20 +28,66 @@ MODEL_NAMES = (
     "sam2_hiera_large",
 )
 CHECKPOINT_MB = {"tiny": 156, "small": 184, "base_plus": 324, "large": 898}
+# Models whose weights ship inside the package (``napari_sam2.model``'s own configurations, loaded offline by
+# name), with where the weights lie relative to the package; offered once the file is there.
+SHIPPED_MODELS = {"starter": ("model", "weights", "starter.pt")}
 LOCAL_FILE = "local checkpoint file…"
 DEVICES = ("auto", "cuda", "mps", "cpu")
+IMAGE_SIZES = (256, 512, 1024)
 
-ModelFactory = Callable[[], Any]
+ModelFactory = Callable[..., Any]  # returns a SAM2Model; may take ``image_size``
+
+
+def shipped_weights(name: str) -> Path:
+    import napari_sam2
+
+    return Path(napari_sam2.__file__).parent.joinpath(*SHIPPED_MODELS[name])
+
+
+def offered_models() -> list[str]:
+    """The model menu: the shipped models whose weights are installed (they work offline), then the published."""
+    return [name for name in SHIPPED_MODELS if shipped_weights(name).is_file()] + list(MODEL_NAMES)
+
+
+def what_works_offline(failed: str = "") -> str:
+    """One sentence on what loads without the internet, for a failed load's message."""
+    shipped = [f"the shipped model “{n}”" for n in offered_models() if n in SHIPPED_MODELS and n != failed]
+    local = f"choose “{LOCAL_FILE}” and a SAM 2 .pt file you downloaded (e.g. sam2.1_hiera_tiny.pt)"
+    return "What works offline: " + " or ".join([*shipped, local]) + ", then press Start."
+
+
+def load_failure_message(choice: ModelChoice, err: BaseException) -> str:
+    """What failed when ``choice`` did not load, and what works instead (one message for the widget)."""
+    kind = type(err).__name__
+    if kind == "CheckpointUnavailable":  # not cached and not downloadable (offline, or no huggingface_hub)
+        hint = what_works_offline(choice.name)
+    elif kind == "CheckpointError":
+        hint = "Choose a SAM 2 checkpoint (.pt) or another model, then press Start."
+    else:
+        hint = "Change the model, the device or the image size, then press Start."
+    return f"Could not load {choice.describe()} — {kind}: {err}. The session was stopped. {hint}"
+
+
+def auto_image_size(device_type: str, frame_shape: tuple[int, int], native: int = 1024) -> int:
+    """The image size "auto" stands for: 1024 on a CUDA GPU, 512 elsewhere (a CPU takes ~9x longer per frame at
+    1024 than at 512); never more than the smallest offered size that holds the frame's larger side (upsampling a
+    small frame costs time and adds nothing), nor than the model's own size."""
+    preferred = 1024 if device_type == "cuda" else 512
+    larger = max(int(s) for s in frame_shape)
+    fits = min((s for s in IMAGE_SIZES if s >= larger), default=IMAGE_SIZES[-1])
+    return max(IMAGE_SIZES[0], min(preferred, fits, native))
 
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """A model to load: a published ``name``; or ``checkpoint``, a local file (its model is recognised from its
-    keys); or ``factory``, a callable that returns a ``SAM2Model`` (named ``name`` in the widget)."""
+    """A model to load: a published or shipped ``name``; or ``checkpoint``, a local file (its model is recognised
+    from its keys); or ``factory``, a callable that returns a ``SAM2Model`` (named ``name`` in the widget).
+    ``image_size``: the input size (256, 512, 1024); None: :func:`auto_image_size`."""
 
     name: str
     checkpoint: Path | None = None
     factory: ModelFactory | None = None
+    image_size: int | None = None
 
     def describe(self) -> str:
         if self.checkpoint is not None:
@@ -109,8 +156,18 @@ def _fetch_with_progress(name: str, cache_dir: Path | None) -> Iterator[LoadProg
     yield outcome["path"]
 
 
-def load_model_steps(choice: ModelChoice, cache_dir: Path | None = None) -> Iterator[LoadProgress | Any]:
-    """Load ``choice``, yielding :class:`LoadProgress` steps and finally the model (a ``SAM2Model``).
+def _factory_takes_image_size(factory: ModelFactory) -> bool:
+    try:
+        return "image_size" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def load_model_steps(
+    choice: ModelChoice, cache_dir: Path | None = None, device_type: str = "cpu", frame_shape: tuple[int, int] = (0, 0)
+) -> Iterator[LoadProgress | Any]:
+    """Load ``choice``, yielding :class:`LoadProgress` steps and finally the model (a ``SAM2Model``), at
+    ``choice.image_size`` or the automatic size for ``device_type`` and frames of ``frame_shape`` (H, W).
 
     Raises ``CheckpointUnavailable`` (not cached and not downloadable: the message says what to do) or
     ``CheckpointError`` (a file that is not a SAM 2 checkpoint).
@@ -118,9 +175,12 @@ def load_model_steps(choice: ModelChoice, cache_dir: Path | None = None) -> Iter
     yield LoadProgress("importing torch and SAM 2")
     if choice.factory is not None:
         yield LoadProgress(f"building {choice.name}")
-        yield choice.factory()
+        if _factory_takes_image_size(choice.factory):
+            yield choice.factory(image_size=choice.image_size or auto_image_size(device_type, frame_shape))
+        else:  # a model of fixed size
+            yield choice.factory()
         return
-    from napari_sam2.model import CheckpointError, build_sam2
+    from napari_sam2.model import CheckpointError, build_sam2, get_config
     from napari_sam2.model.build import guess_model_name
     from napari_sam2.model.checkpoint import read_state_dict
 
@@ -138,28 +198,33 @@ def load_model_steps(choice: ModelChoice, cache_dir: Path | None = None) -> Iter
                 yield step
             else:
                 path = step
-    yield LoadProgress(f"loading {name}")
-    yield build_sam2(name, path)
+    size = choice.image_size or auto_image_size(device_type, frame_shape, get_config(name).image_size)
+    yield LoadProgress(f"loading {name} at image size {size}")
+    yield build_sam2(name, path, image_size=size)
 
 
 def session_steps(choice: ModelChoice, frames: Any, device: str = "auto") -> Iterator[LoadProgress]:
     """Load ``choice`` (yielding progress) and return an engine ``Session`` over ``frames`` on ``device``."""
+    from napari_sam2.engine.device import pick_device
+
+    target = pick_device(None if device == "auto" else device)
     model = None
-    for step in load_model_steps(choice):
+    for step in load_model_steps(choice, device_type=target.type, frame_shape=tuple(frames.shape2d)):
         if isinstance(step, LoadProgress):
             yield step
         else:
             model = step
-    yield LoadProgress(f"starting the session on {device}")
+    yield LoadProgress(f"starting the session on {target}")
     from napari_sam2.engine import Session
 
-    return Session(model, frames, device=None if device == "auto" else device)
+    return Session(model, frames, device=target)
 
 
-def random_weights_factory(name: str = "sam2.1_hiera_tiny", image_size: int = 256, seed: int = 0) -> ModelFactory:
-    """A factory of a randomly initialised model (for tests and UI demos: its masks mean nothing)."""
+def random_weights_factory(name: str = "sam2.1_hiera_tiny", seed: int = 0) -> ModelFactory:
+    """A factory of a randomly initialised model at the image size asked for (for tests and UI demos: its masks
+    mean nothing)."""
 
-    def build() -> Any:
+    def build(image_size: int | None = None) -> Any:
         import torch
 
         from napari_sam2.model import build_sam2

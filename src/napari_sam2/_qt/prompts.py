@@ -97,7 +97,8 @@ def group_points(
 ) -> dict[Key, tuple[np.ndarray, np.ndarray]]:
     """Points layer content → ``{(obj_id, frame): (points (N, 2) y, x, labels (N,))}``."""
     grouped: dict[Key, tuple[list, list]] = {}
-    for row, obj_id, label in zip(np.asarray(data).reshape(len(data), -1), obj_ids, labels, strict=True):
+    rows = np.asarray(data).reshape(len(data), -1) if len(data) else []  # no clicks left: reshape can't say -1
+    for row, obj_id, label in zip(rows, obj_ids, labels, strict=True):
         key = (int(obj_id), int(round(float(row[frame_dim]))))
         pts, labs = grouped.setdefault(key, ([], []))
         pts.append((float(row[yx_dims[0]]), float(row[yx_dims[1]])))

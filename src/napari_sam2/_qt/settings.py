@@ -8,9 +8,10 @@ from typing import Any
 
 from napari.layers import Image
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton
+from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLineEdit, QPushButton
 
 from napari_sam2._qt.layer_stack import (
+    SINGLE_IMAGE_AXIS,
     StackChoice,
     channel_choices,
     default_frame_axis,
@@ -19,7 +20,15 @@ from napari_sam2._qt.layer_stack import (
     layer_axes,
     position_at,
 )
-from napari_sam2._qt.model_loading import DEVICES, LOCAL_FILE, MODEL_NAMES, ModelChoice, ModelFactory
+from napari_sam2._qt.model_loading import (
+    DEVICES,
+    IMAGE_SIZES,
+    LOCAL_FILE,
+    ModelChoice,
+    ModelFactory,
+    offered_models,
+)
+from napari_sam2._qt.path_note import NoteWithPath
 
 
 def _with_browse(edit: QLineEdit, browse: Callable[[], None]) -> QHBoxLayout:
@@ -46,16 +55,25 @@ class SessionSettings(QGroupBox):
         self.axis_combo = QComboBox()
         self.channel_combo = QComboBox()
         self.model_combo = QComboBox()
-        self.model_combo.addItems([*MODEL_NAMES, LOCAL_FILE, *self.factories])
-        self.model_combo.setToolTip("Published models are downloaded on first use (into ~/.cache/napari-sam2)")
+        self.model_combo.addItems([*offered_models(), LOCAL_FILE, *self.factories])
+        self.model_combo.setToolTip("Published models are downloaded on first use (into ~/.cache/napari-sam2); "
+                                    "shipped models work offline")
         self.checkpoint_edit = QLineEdit()
         self.checkpoint_edit.setPlaceholderText("path to a SAM 2 .pt checkpoint")
         self.device_combo = QComboBox()
         self.device_combo.addItems(DEVICES)
+        self.size_combo = QComboBox()
+        self.size_combo.addItem("auto", None)
+        for size in IMAGE_SIZES:
+            self.size_combo.addItem(f"{size} px", size)
+        self.size_combo.setToolTip(
+            "The size SAM 2 sees each frame at. auto: 1024 on a CUDA GPU, 512 on a CPU or Apple GPU (a CPU takes "
+            "~9x longer per frame at 1024), never more than the smallest size that holds the frame's larger side, "
+            "nor than the model's own size. Smaller is faster; larger finds smaller objects."
+        )
         self.store_edit = QLineEdit()
         self.store_edit.setToolTip("A zarr label store: labels, objects and prompts; reopened when it exists")
-        self.store_note = QLabel()
-        self.store_note.setWordWrap(True)
+        self.store_note = NoteWithPath()
         self.start_button = QPushButton("Start")
         form = QFormLayout(self)
         form.addRow("Image", self.image_combo)
@@ -64,6 +82,7 @@ class SessionSettings(QGroupBox):
         form.addRow("Model", self.model_combo)
         form.addRow("Checkpoint", _with_browse(self.checkpoint_edit, self._browse_checkpoint))
         form.addRow("Device", self.device_combo)
+        form.addRow("Image size", self.size_combo)
         form.addRow("Labels saved to", _with_browse(self.store_edit, self._browse_store))
         form.addRow(self.store_note)
         form.addRow(self.start_button)
@@ -78,7 +97,8 @@ class SessionSettings(QGroupBox):
     # ------------------------------------------------------------------ state
     def set_running(self, running: bool) -> None:
         """Settings are fixed while a session runs."""
-        for w in (self.image_combo, self.axis_combo, self.model_combo, self.device_combo, self.store_edit):
+        for w in (self.image_combo, self.axis_combo, self.model_combo, self.device_combo, self.size_combo,
+                  self.store_edit):
             w.setEnabled(not running)
         self.channel_combo.setEnabled(not running and self.channel_combo.count() > 0)
         self.checkpoint_edit.setEnabled(not running and self.model_combo.currentText() == LOCAL_FILE)
@@ -129,11 +149,10 @@ class SessionSettings(QGroupBox):
     def _store_changed(self, text: str) -> None:
         """Say where the labels of a layer without a file go, while that default is chosen."""
         default = self._default_store
-        note = ""
         if text == default:
-            note = f"This layer has no file (or its folder is read-only): labels go to {Path(default).parent}"
-        self.store_note.setText(note)
-        self.store_note.setVisible(bool(note))
+            self.store_note.set_note("This layer has no file (or its folder is read-only): labels go to",
+                                     str(Path(default).parent))
+        self.store_note.setVisible(text == default)
 
     def _browse_checkpoint(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "SAM 2 checkpoint", "", "PyTorch checkpoints (*.pt *.pth)")
@@ -148,14 +167,15 @@ class SessionSettings(QGroupBox):
     # ------------------------------------------------------------------ reading the form
     def model_choice(self) -> ModelChoice:
         text = self.model_combo.currentText()
+        size = self.size_combo.currentData()
         if text in self.factories:
-            return ModelChoice(text, factory=self.factories[text])
+            return ModelChoice(text, factory=self.factories[text], image_size=size)
         if text == LOCAL_FILE:
             path = self.checkpoint_edit.text().strip()
             if not path:
                 raise ValueError("choose a checkpoint file, or one of the published models")
-            return ModelChoice(Path(path).stem, checkpoint=Path(path).expanduser())
-        return ModelChoice(text)
+            return ModelChoice(Path(path).stem, checkpoint=Path(path).expanduser(), image_size=size)
+        return ModelChoice(text, image_size=size)
 
     def stack_choice(self, layer: Image) -> StackChoice:
         """The stack of ``layer`` as chosen, at the viewer's current position on the other axes."""
@@ -166,11 +186,11 @@ class SessionSettings(QGroupBox):
         label_axes = [a for a in axes if a != "c"]
         if label_axes[-2:] != ["y", "x"]:
             raise ValueError(f"“{layer.name}” has axes {axes}: y and x must be its last two dimensions")
-        frame_axis = self.axis_combo.currentText()
-        if not frame_axis:
-            raise ValueError(f"“{layer.name}” is a single 2D image: SAM 2 needs a stack (time-lapse or volume)")
-        point = layer.world_to_data(list(self.viewer.dims.point)[-layer.ndim :])
         channel = self.channel_combo.currentData() if self.channel_combo.count() else None
+        frame_axis = self.axis_combo.currentText()
+        if not frame_axis:  # one 2D image: SAM 2 with an empty memory is SAM — a stack of one frame
+            return StackChoice((SINGLE_IMAGE_AXIS, *axes), SINGLE_IMAGE_AXIS, channel, {}, single_image=True)
+        point = layer.world_to_data(list(self.viewer.dims.point)[-layer.ndim :])
         return StackChoice(tuple(axes), frame_axis, channel, position_at(axes, frame_axis, point))
 
     def store_path(self) -> Path:

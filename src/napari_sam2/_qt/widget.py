@@ -16,6 +16,7 @@ from qtpy.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -66,7 +67,7 @@ class SAM2Widget(QWidget):
         self._unbound: dict[str, Any] = {}
         factories = dict(model_factories or {})
         if os.environ.get(RANDOM_WEIGHTS_ENV) == "1":
-            factories.setdefault("random weights (UI demo)", random_weights_factory(image_size=512))
+            factories.setdefault("random weights (UI demo)", random_weights_factory())
         self.settings = SessionSettings(napari_viewer, factories)
         self._build()
         self.viewer.layers.events.inserted.connect(self._layers_changed)
@@ -185,22 +186,30 @@ class SAM2Widget(QWidget):
         self.controller, self._session_image = controller, layer
         controller.status.connect(self.status_label.setText)
         controller.error.connect(self._error)
+        controller.load_failed.connect(self._load_failed)
         controller.tasks.busy_changed.connect(self.busy_bar.setVisible)
         controller.objects_changed.connect(self._refresh_objects)
         controller.current_changed.connect(self._current_changed)
         controller.propagating.connect(self._propagating)
-        ready = "Ready: click on an object or draw a box (N: new object)"
-        controller.ready.connect(lambda: self.status_label.setText(ready))
+        controller.ready.connect(self._ready)
         self.busy_bar.setVisible(controller.busy)
         for spin in (self.first_spin, self.last_spin):
             spin.setRange(0, controller.num_frames - 1)
         self.last_spin.setValue(controller.num_frames - 1)
         self._bind_keys()
         self._set_running(True)
+        self.propagate_box.setEnabled(controller.num_frames > 1)  # a single image: click, see, correct; no frames
         self._refresh_objects()
         where = f"{choice.describe()}; labels in {controller.store.path}"
         self.status_label.setText(f"{where}; loading {model.describe()}…")
         return controller
+
+    def _ready(self) -> None:
+        c = self.controller
+        if c is None or c.session is None:
+            return
+        model = f"{c.model.describe()} at {c.session.model.image_size} px on {c.session.device}"
+        self.status_label.setText(f"Ready ({model}): click on an object or draw a box (N: new object)")
 
     def stop(self, remove_layers: bool = True) -> None:
         """End the session (everything is already saved) and remove its layers."""
@@ -219,6 +228,12 @@ class SAM2Widget(QWidget):
         self.objects_box.setEnabled(running)
         self.propagate_box.setEnabled(running)
         self.cancel_button.setEnabled(False)
+
+    def _load_failed(self, message: str) -> None:
+        """The model could not be loaded: end the half-started session (its layers go; the label store keeps what
+        it had) and say what failed and what works."""
+        self.stop(remove_layers=True)
+        self._error(message)
 
     def _error(self, message: str) -> None:
         self.status_label.setText(message)
@@ -241,7 +256,7 @@ class SAM2Widget(QWidget):
             self.controller.use_painted_mask()
 
     def propagate(self, *_: Any, from_here: bool = False) -> None:
-        if self.controller is None:
+        if self.controller is None or not self.propagate_box.isEnabled():
             return
         frame_range = (self.first_spin.value(), self.last_spin.value()) if self.range_check.isChecked() else None
         start = self.controller.layers.current_frame() if from_here else None
@@ -256,9 +271,27 @@ class SAM2Widget(QWidget):
             self.controller.cancel()
 
     def delete_object(self, obj_id: int) -> None:
-        if self.controller is not None:
+        """Delete ``obj_id`` on every frame, once the user confirms."""
+        if self.controller is not None and self.confirm_delete(obj_id):
             self.controller.delete_object(obj_id)
             show_info(f"SAM 2: object {obj_id} deleted")
+
+    def confirm_delete(self, obj_id: int) -> bool:
+        """Ask before erasing an object everywhere (it cannot be undone); No is the default answer."""
+        c = self.controller
+        if c is None:
+            return False
+        info = c.store.objects.get(obj_id)
+        name = f"“{info.name}” ({obj_id})" if info is not None else f"object {obj_id}"
+        unit = "slice" if c.choice.frame_axis == "z" else "frame"
+        frames = c.prompted_frames(obj_id)
+        prompts = f" and its prompts (on {unit}s {', '.join(map(str, frames))})" if frames else ""
+        answer = QMessageBox.question(
+            self, "Delete object",
+            f"Delete {name}? Its labels on every {unit}{prompts} are erased. This cannot be undone.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     def _object_selected(self, obj_id: int) -> None:
         if self.controller is not None and obj_id != self.controller.current:
