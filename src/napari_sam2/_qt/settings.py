@@ -68,8 +68,8 @@ class SessionSettings(QGroupBox):
             self.size_combo.addItem(f"{size} px", size)
         self.size_combo.setToolTip(
             "The size SAM 2 sees each frame at. auto: 1024 on a CUDA GPU, 512 on a CPU or Apple GPU (a CPU takes "
-            "~9x longer per frame at 1024), never more than the smallest size that holds the frame's larger side, "
-            "nor than the model's own size. Smaller is faster; larger finds smaller objects."
+            "several times longer per frame at 1024), never more than the smallest size that holds the frame's "
+            "larger side, nor than the model's own size. Smaller is faster; larger finds smaller objects."
         )
         self.store_edit = QLineEdit()
         self.store_edit.setToolTip("A zarr label store: labels, objects and prompts; reopened when it exists")
