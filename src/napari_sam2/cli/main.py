@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
     _add_segment(commands)
+    from napari_sam2.cli.train import add_train_parser
+
+    add_train_parser(commands, _positive_int, _image_size, _device)
     fetch = commands.add_parser("fetch", help="download a checkpoint to the cache",
                                 description="Download model NAME's checkpoint into the cache (once).")
     fetch.add_argument("name", metavar="NAME", help="model name, e.g. sam2.1_hiera_tiny (the list: napari-sam2 info)")
@@ -135,6 +138,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from napari_sam2.cli.segment import run_segment
 
         return run_segment(args)
+    if args.command == "train":
+        from napari_sam2.cli.train import run_train
+
+        return run_train(args)
     from napari_sam2.cli.info import run_fetch, run_info
 
     return run_fetch(args) if args.command == "fetch" else run_info(args)

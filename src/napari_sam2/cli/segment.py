@@ -137,7 +137,7 @@ def plan_run(args: Namespace) -> Plan:
     key = view_key(data.source.frame_axis, data.source.position)
     record = _existing_record(out, data, key)
     export = _check_export(args, data, record)
-    model = choose_model(args.model or DEFAULT_MODEL, args.image_size, args.checkpoint, args.random_weights)
+    model = choose_model(args.model, args.image_size, args.checkpoint, args.random_weights)
     device = pick_device(args.device)
     identity = {**data.identity(), **model.identity(), "direction": args.direction, "precision": args.precision}
     if args.encoder_batch != 1:

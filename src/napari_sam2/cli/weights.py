@@ -34,17 +34,38 @@ class ModelChoice:
         return {"model": self.name, "weights": self.weights_id, "image_size": self.image_size}
 
 
+DEFAULT_PUBLISHED_MODEL = "sam2.1_hiera_tiny"
+
+
 def check_model_name(name: str) -> None:
-    from napari_sam2.model import MODEL_NAMES
+    from napari_sam2.model import ALL_MODEL_NAMES
 
-    if name not in MODEL_NAMES:
-        raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(MODEL_NAMES)}")
+    if name not in ALL_MODEL_NAMES:
+        raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(ALL_MODEL_NAMES)}")
 
 
-def choose_model(name: str, image_size: int | None, checkpoint: str | None, random_weights: bool) -> ModelChoice:
-    """Resolve the weights (downloading a missing checkpoint into the cache) without building the model."""
+def default_model_name(notify=None) -> str:
+    """sam2.1_hiera_tiny where its checkpoint is cached or can be downloaded, else the shipped starter model."""
+    from napari_sam2.model import STARTER_NAME, CheckpointUnavailable, fetch_checkpoint
+
+    try:
+        fetch_checkpoint(DEFAULT_PUBLISHED_MODEL)
+    except CheckpointUnavailable:
+        if notify is not None:
+            notify(f"{DEFAULT_PUBLISHED_MODEL} is not cached and cannot be downloaded: using the shipped "
+                   f"'{STARTER_NAME}' model (see docs/starter_model.md)")
+        return STARTER_NAME
+    return DEFAULT_PUBLISHED_MODEL
+
+
+def choose_model(name: str | None, image_size: int | None, checkpoint: str | None, random_weights: bool,
+                 notify=None) -> ModelChoice:
+    """Resolve the weights (downloading a missing checkpoint into the cache) without building the model; ``name``
+    None means the default (``default_model_name``), or sam2.1_hiera_tiny with a checkpoint file or random weights."""
     from napari_sam2.model import CheckpointUnavailable, fetch_checkpoint, get_config
 
+    if name is None:
+        name = DEFAULT_PUBLISHED_MODEL if checkpoint or random_weights else default_model_name(notify)
     check_model_name(name)
     try:
         size = get_config(name, image_size).image_size

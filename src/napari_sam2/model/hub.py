@@ -10,7 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .config import get_config
+from .config import STARTER_NAME, get_config
+
+PACKAGED_WEIGHTS = {STARTER_NAME: Path(__file__).parent / "weights" / "starter.pt"}
 
 HUB_REPOS = {
     "sam2_hiera_tiny": "facebook/sam2-hiera-tiny",
@@ -88,8 +90,16 @@ def checkpoint_filename(name: str) -> str:
     return f"{name}.pt"
 
 
+def packaged_checkpoint(name: str) -> Path | None:
+    """The checkpoint shipped inside the package for model ``name`` (the starter model), None for the others."""
+    path = PACKAGED_WEIGHTS.get(name)
+    return path if path is not None and path.is_file() else None
+
+
 def cached_checkpoint(name: str, cache_dir: str | Path | None = None) -> Path | None:
     """The cached checkpoint of model ``name``, or None if it has not been downloaded."""
+    if name in PACKAGED_WEIGHTS:
+        return packaged_checkpoint(name)
     path = Path(cache_dir or default_cache_dir()) / checkpoint_filename(name)
     return path if path.is_file() else None
 
@@ -100,6 +110,12 @@ def fetch_checkpoint(name: str, cache_dir: str | Path | None = None) -> Path:
     Raises ``CheckpointUnavailable`` saying which file to download and where to put it: at once when offline (its
     ``offline`` says why), or when a download fails.
     """
+    if name in PACKAGED_WEIGHTS:
+        found = packaged_checkpoint(name)
+        if found is None:
+            raise CheckpointUnavailable(f"the packaged weights of {name} are missing from {PACKAGED_WEIGHTS[name]}: "
+                                        f"reinstall napari-sam2")
+        return found
     cache = Path(cache_dir or default_cache_dir())
     filename = checkpoint_filename(name)
     found = cached_checkpoint(name, cache)

@@ -101,7 +101,9 @@ def sample_first_click(
     return _to_xy(flat, w)[:, None], labels[:, None]
 
 
-def sample_box(gt: torch.Tensor, generator: torch.Generator, recipe: InteractionRecipe) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_box(
+    gt: torch.Tensor, generator: torch.Generator, recipe: InteractionRecipe
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The noisy bounding box of each mask: gt (N, H, W) bool → corners (N, 2, 2) (x, y), labels (N, 2) of 2, 3.
 
     An empty mask gets the whole frame as its box (rare: clips start where their objects are present)."""
