@@ -199,8 +199,8 @@ def run_train(args: argparse.Namespace) -> int:
         parts = [f"step {p.step}/{p.steps}"]
         if p.loss:
             parts.append(f"loss {p.loss['total']:.3f} (mask {p.loss['mask']:.4f} dice {p.loss['dice']:.3f} "
-                         f"iou {p.loss['iou']:.3f} score {p.loss['object_score']:.3f}), {p.seconds_per_step:.3f} s/step, "
-                         f"left {left}")
+                         f"iou {p.loss['iou']:.3f} score {p.loss['object_score']:.3f}), "
+                         f"{p.seconds_per_step:.3f} s/step, left {left}")
         if p.validation is not None:
             parts.append(f"val J {p.validation.j:.3f} F {p.validation.f:.3f} J&F {p.validation.jf:.3f}")
         if p.saved:
