@@ -244,6 +244,21 @@ def test_a_full_disk_while_saving_the_resume_state_ends_in_one_line(both, tmp_pa
 
 
 @needs_mounts
+def test_a_disk_too_full_to_create_the_label_store_leaves_nothing_half_made(inputs, checkpoint, cache, tmp_path):
+    job = _small_job(inputs, checkpoint, cache, prompt_frame=1)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    run = _run_line(job, '"$DISK/labels.zarr"')
+    script = f'mount -t tmpfs -o size=12k tmpfs "$DISK" || exit 9\n{run}\ncode=$?; ls -AR "$DISK"; exit $code\n'
+    result = _run_in_private_mounts(script, job, disk=disk)
+    assert result.returncode == 1
+    assert result.stdout.split() in ([f"{disk}:"], [f"{disk}:", "labels.zarr", f"{disk}/labels.zarr:"]), \
+        "nothing is left on the disk but the (empty) LABELS folder"
+    line = one_error_line(result)
+    assert f"cannot create a label store at {disk / 'labels.zarr'}: the disk is full" in line
+
+
+@needs_mounts
 def test_a_read_only_label_store_is_refused_before_any_work(both, tmp_path):
     job, reference = both
     out = tmp_path / "labels.zarr"

@@ -65,7 +65,10 @@ class RunRecord:
                                        "next_frame": None, "state": None, "seed": None, "frames_written": 0,
                                        "exports": [], **fields})
         if read_json(record.store_path / RUNS / "zarr.json") is None:
-            atomic_write_json(record.store_path / RUNS / "zarr.json", _group_doc({}))
+            try:
+                atomic_write_json(record.store_path / RUNS / "zarr.json", _group_doc({}))
+            except OSError as exc:
+                raise write_error("record the run in", record.store_path / RUNS, exc) from exc
         record.save()
         return record
 

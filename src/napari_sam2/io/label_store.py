@@ -128,8 +128,9 @@ class LabelStore:
         try:
             group = _write_layout(path, shape, names, chunks)
         except OSError as exc:
-            if not existed and path.exists():
-                remove_tree(path)
+            with contextlib.suppress(OSError):  # leave the location as it was: no folder, or an empty one
+                for leftover in list(path.iterdir()) if existed else [path]:
+                    remove_tree(leftover)
             raise write_error("create a label store at", path, exc) from exc
         return cls(path, group, group["labels"], read_only=False)
 
