@@ -157,12 +157,21 @@ def test_a_run_killed_while_creating_the_label_store_is_completed_by_the_next_ru
 
 
 # ------------------------------------------------------------------------------------------------ disk faults
-def _killed_at_frame_2(job: SmallJob, out: Path) -> dict:
-    """LABELS of a run killed right after saving "forward pass, continue at frame 2"; returns its record."""
+@pytest.fixture(scope="module")
+def killed_at_frame_2(both, inputs) -> Path:
+    """LABELS of the "both" job killed right after saving "forward pass, continue at frame 2" (copy it to use it)."""
+    job, _ = both
+    out = inputs / "killed_at_frame_2.zarr"
     killed_at(killed_run("resume", job.args(out), job.cache, at='"next_frame": 2,'))
     record = run_record(out)
     assert (record["pass"], record["next_frame"]) == (0, 2)
-    return record
+    return out
+
+
+def _killed_at_frame_2(partial: Path, out: Path) -> dict:
+    """A copy at ``out`` of the LABELS killed at frame 2; returns its run record."""
+    shutil.copytree(partial, out)
+    return run_record(out)
 
 
 def _fails_keeping_every_byte(job: SmallJob, out: Path, before: dict[str, str], result) -> str:
@@ -181,10 +190,10 @@ def _finishes_as_uninterrupted(job: SmallJob, out: Path, reference: np.ndarray) 
     np.testing.assert_array_equal(labels_of(out), reference)
 
 
-def test_a_file_size_limit_while_saving_the_resume_state_ends_in_one_line(both, tmp_path):
+def test_a_file_size_limit_while_saving_the_resume_state_ends_in_one_line(both, killed_at_frame_2, tmp_path):
     job, reference = both
     out = tmp_path / "labels.zarr"
-    limit = _killed_at_frame_2(job, out)["state_bytes"] // 2  # room for a frame's labels, not for a state
+    limit = _killed_at_frame_2(killed_at_frame_2, out)["state_bytes"] // 2  # room for a frame's labels, not for a state
     before = snapshot(out)
 
     def limited() -> None:
@@ -224,11 +233,11 @@ def _run_line(job: SmallJob, out: str) -> str:
 
 
 @needs_mounts
-def test_a_full_disk_while_saving_the_resume_state_ends_in_one_line(both, tmp_path):
+def test_a_full_disk_while_saving_the_resume_state_ends_in_one_line(both, killed_at_frame_2, tmp_path):
     """LABELS on a tmpfs with room for a frame's labels but not for the next state: a real ENOSPC."""
     job, reference = both
     out, disk, copy = tmp_path / "labels.zarr", tmp_path / "disk", tmp_path / "after.zarr"
-    _killed_at_frame_2(job, out)
+    _killed_at_frame_2(killed_at_frame_2, out)
     disk.mkdir()
     before = snapshot(out)
     run = _run_line(job, '"$DISK/labels.zarr"')
@@ -259,10 +268,10 @@ def test_a_disk_too_full_to_create_the_label_store_leaves_nothing_half_made(inpu
 
 
 @needs_mounts
-def test_a_read_only_label_store_is_refused_before_any_work(both, tmp_path):
+def test_a_read_only_label_store_is_refused_before_any_work(both, killed_at_frame_2, tmp_path):
     job, reference = both
     out = tmp_path / "labels.zarr"
-    _killed_at_frame_2(job, out)
+    _killed_at_frame_2(killed_at_frame_2, out)
     before = snapshot(out)
     script = f'mount --bind "$OUT" "$OUT" && mount -o remount,bind,ro "$OUT" || exit 9\n{_run_line(job, str(out))}\n'
     result = _run_in_private_mounts(script, job, out=out)
