@@ -5,8 +5,7 @@ its object, and hand-painted fixes are never lost (provenance from what each str
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtCore import QPoint, QPointF, Qt
-from qtpy.QtGui import QMouseEvent
+from qtpy.QtCore import Qt
 from qtpy.QtTest import QTest
 from qtpy.QtWidgets import QApplication
 
@@ -31,29 +30,9 @@ def activate(hand, layer):
     QApplication.processEvents()
 
 
-def approach(hand, yx):
-    """Bring the pointer to (y, x) through a neighbouring pixel, with move events sent to the canvas: Qt sends no
-    move event to where the pointer already is (where another test may have left it)."""
-    for point in (hand.pixel(yx) + QPoint(5, 5), hand.pixel(yx)):
-        event = QMouseEvent(QMouseEvent.Type.MouseMove, QPointF(point), QPointF(hand.canvas.mapToGlobal(point)),
-                            Qt.MouseButton.NoButton, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
-        QApplication.sendEvent(hand.canvas, event)
-        QTest.qWait(20)  # napari takes mouse moves at most every 5 ms
-
-
-def drag(hand, path):
-    approach(hand, path[0])
-    hand.drag(path)
-
-
-def click(hand, yx):
-    approach(hand, yx)
-    hand.click(yx)
-
-
 def stroke(hand, yx0, yx1, steps=4):
     """A brush stroke: press at ``yx0``, drag in a straight line to ``yx1``, release."""
-    drag(hand, [tuple(np.add(yx0, np.multiply(np.subtract(yx1, yx0), t / steps))) for t in range(steps + 1)])
+    hand.drag([tuple(np.add(yx0, np.multiply(np.subtract(yx1, yx0), t / steps))) for t in range(steps + 1)])
 
 
 def session(sam2_viewer, qtbot):
@@ -68,14 +47,14 @@ def test_a_box_drawn_with_the_mouse_segments_its_object(sam2_viewer, qtbot):
     activate(hand, c.layers.shapes)
     type_key(hand, Qt.Key.Key_R)  # napari's rectangle tool
     assert c.layers.shapes.mode == "add_rectangle"
-    drag(hand, [(40, 40), (60, 60), (80, 86)])
+    hand.drag([(40, 40), (60, 60), (80, 86)])
     idle(c, qtbot)
     [prompt] = c.view.prompts(1)
     assert prompt.frame == 2 and np.allclose(prompt.box, (40, 40, 80, 86), atol=1.0)
     assert (c.store.read_frame(2) == 1).any() and c.view.provenance(2) == {1: "prompt"}
     assert c.prompted_frames(1) == [2]
 
-    drag(hand, [(10, 10), (30, 30)])  # a second box of the same object on the same frame replaces the first
+    hand.drag([(10, 10), (30, 30)])  # a second box of the same object on the same frame replaces the first
     idle(c, qtbot)
     [prompt] = c.view.prompts(1)
     assert np.allclose(prompt.box, (10, 10, 30, 30), atol=1.0) and c.layers.shapes.nshapes == 1
@@ -87,7 +66,7 @@ def test_painted_fixes_survive_other_strokes_and_propagation(sam2_viewer, qtbot)
     viewer, widget, c, hand = session(sam2_viewer, qtbot)
     viewer.dims.set_point(0, 0)
     activate(hand, c.layers.points)
-    click(hand, (60, 60))
+    hand.click((60, 60))
     idle(c, qtbot)
     assert c.view.provenance(0) == {1: "prompt"}
 
@@ -141,7 +120,7 @@ def test_a_prompt_that_replaced_a_painting_is_not_made_manual_again_by_another_s
 
     widget.objects.list.setCurrentItem(widget.objects.item_for(1))
     activate(hand, c.layers.points)
-    click(hand, (60, 60))  # object 1 clicked: the prompt's mask replaces its painting
+    hand.click((60, 60))  # object 1 clicked: the prompt's mask replaces its painting
     idle(c, qtbot)
     assert c.view.provenance(1) == {1: "prompt", 2: "manual"}
     before = c.store.read_frame(1).copy()

@@ -10,7 +10,6 @@ from qtpy.QtWidgets import QApplication, QMessageBox
 
 from tests.qt.conftest import TEST_MODEL, answer_next_dialog, cell_stack
 from tests.qt.hand import Hand, find_canvas
-from tests.qt.test_canvas_editing import approach
 
 WAIT = 180000  # the CPU may be shared
 
@@ -26,7 +25,6 @@ def sam2_layers(viewer):
 def click_on(hand, controller, qtbot, yx):
     hand.viewer.layers.selection.active = controller.layers.points
     controller.layers.points.mode = "add"
-    approach(hand, yx)
     hand.click(yx)
     idle(controller, qtbot)
 
