@@ -23,15 +23,19 @@ from napari_sam2._qt.edit_history import EditHistory
 from napari_sam2._qt.label_array import LabelEdit, StoreLabels
 from napari_sam2._qt.layer_stack import StackChoice
 from napari_sam2._qt.layers import SessionLayers
+from napari_sam2._qt.memory_keeper import image_fingerprint, keeper_for, prompts_digest, weights_identity
 from napari_sam2._qt.model_loading import LoadProgress, ModelChoice, load_failure_message, session_steps
-from napari_sam2._qt.prompts import PromptBook, apply_prompt, record_prompt, segment_prompt
-from napari_sam2._qt.propagation import PropagationPlan, plan_propagation, propagation_steps
+from napari_sam2._qt.prompts import FramePrompt, Key, PromptBook, apply_prompt, record_prompt, segment_prompt
+from napari_sam2._qt.propagation import PropagationPlan, plan_propagation
+from napari_sam2._qt.propagation_driver import PropagationDriver
 from napari_sam2._qt.tasks import Task, TaskQueue
 from napari_sam2.io.colours import default_colour
 from napari_sam2.io.label_store import LabelStore
+from napari_sam2.io.session_memory import memory_view_key
 from napari_sam2.io.sources import open_stack
 
 _DONE = (ActionType.ADDED, ActionType.REMOVED, ActionType.CHANGED)
+MEMORY_SAVE_RATIO = 20  # during propagation, save the memory when the compute time since ≥ 20 × a save's cost
 NEGATIVE_MODIFIERS = ("Shift", "Control")
 UNDO_KEY, REDO_KEY = "Control-Z", "Control-Shift-Z"  # napari's own keys for the Labels layer (Command on macOS)
 
@@ -45,6 +49,7 @@ class TrackingController(QObject):
     ready = Signal()  # the model is loaded and stored prompts are replayed
     current_changed = Signal(int)
     propagating = Signal(bool)
+    propagation_progress = Signal(int, int, str)  # frames done, frames of the run, a line for the widget ("": none)
     load_failed = Signal(str)  # the model could not be loaded: the session cannot go on (message says what works)
 
     def __init__(
@@ -69,12 +74,23 @@ class TrackingController(QObject):
         self._hand_edited = False
         self._dragging_box = False
         self._progress: Any = None
-        self._prop_progress: Any = None
         self._closed = False
         self.tasks = TaskQueue(self)
+        view_key = memory_view_key(self.view.axis, self.view.position)
+        # the engine's memory, saved into the label store after every change (see memory_keeper)
+        self.memory = keeper_for(self.store.path, view_key)
+        self.memory.on_error = self.status.emit
+        self._applied: dict[Key, FramePrompt] = {}  # the prompts the engine holds (touched in the worker only)
+        self._memory_about: dict[str, str] | None = None
+        self._memory_dirty = False
+        self._memory_saved_at = time.monotonic()
+        self.propagation = PropagationDriver(self, on_step=self._propagated_frame, on_error=self._failed,
+                                             after_run=self._propagation_finished)
+        self.propagation.progress_changed.connect(self.propagation_progress)
         self.edits = StoreLabels(self.store, on_edit=self._on_hand_edit)  # napari's writes go through the store
         self.history = EditHistory(self.edits)
-        self.layers = SessionLayers(viewer, image, choice, self.edits, self.source.shape2d)
+        self.layers = SessionLayers(viewer, image, choice, self.edits, self.source.shape2d,
+                                    tag=f"{self.store.path.resolve()}#{view_key}")
         self.current = max([*self.store.objects, *self.book.obj_ids(), 0]) or 1
         with self._quiet():
             self.layers.show_prompts(self.book)
@@ -121,11 +137,26 @@ class TrackingController(QObject):
             self._syncing -= 1
 
     def close(self, remove_layers: bool = True) -> None:
-        """End the session: stop the work in progress, release the engine (labels and prompts are already saved)."""
+        """End the session: stop the work in progress, save the engine's memory if it changed since its last save,
+        release the engine (labels and prompts are already saved)."""
+        if self._closed:
+            return
         self._closed = True
+        self.propagation.cancel()  # ends a run (and its progress bar) at the next frame, or now if it is paused
         self._disconnect()
         session, self.session = self.session, None
-        self.tasks.close(Task("close", lambda: session.close() if session is not None else None))
+        self.memory.hold()
+
+        def end() -> None:
+            try:
+                if session is not None and self._memory_dirty:
+                    self._capture_memory(session)
+            finally:
+                self.memory.release()
+                if session is not None:
+                    session.close()
+
+        self.tasks.close(Task("close", end))
         if remove_layers:
             self.layers.remove()
 
@@ -141,7 +172,14 @@ class TrackingController(QObject):
         self._progress = progress(total=0, desc=f"SAM 2: loading {model.describe()}")
         self.tasks.submit(Task("load", load, on_yield=self._load_step, on_return=self._loaded,
                                on_error=self._load_failed, on_finish=self._close_progress))
-        self.tasks.submit(Task("restore", self._restore, on_error=self._failed, on_finish=self._restored))
+        prompts = self.book.items()  # replayed as they are now: later clicks go through their own tasks
+
+        def restore() -> str:
+            return self._restore(prompts)
+
+        self._restore_message = ""
+        self.tasks.submit(Task("restore", restore, on_return=self._restore_note, on_error=self._failed,
+                               on_finish=self._restored))
 
     def _load_step(self, step: LoadProgress) -> None:
         self.status.emit(step.message)
@@ -160,17 +198,35 @@ class TrackingController(QObject):
         self.session = session
         self.status.emit(f"model ready on {session.device}, image size {session.model.image_size}")
 
-    def _restore(self) -> int:
-        """Replay every prompt of the book into the engine (stored prompts of a reopened session)."""
-        if self.session is None:
-            return 0
-        for (obj_id, frame), prompt in self.book.items():
-            apply_prompt(self.session, frame, obj_id, prompt)
-        return len(self.book.items())
+    def _restore(self, prompts: list[tuple[Key, FramePrompt]]) -> str:
+        """In the worker: bring back the engine's memory of a reopened session, saved in the label store; if there
+        is none that fits this model, image and these prompts, replay the prompts instead. Returns a note."""
+        session = self.session
+        if session is None:
+            return ""
+        self._memory_about = {"weights": weights_identity(self.model), "image": image_fingerprint(self.source),
+                              "channel": str(self.choice.channel)}
+        if not prompts:
+            return ""
+        restored = self.memory.restore(session, {**self._memory_about, "prompts": prompts_digest(prompts)})
+        self._applied = dict(prompts)
+        if restored.loaded:
+            return f"{restored.note} ({len(session.obj_ids)} objects): corrections continue the tracking as before"
+        for (obj_id, frame), prompt in prompts:
+            apply_prompt(session, frame, obj_id, prompt)
+        self._memory_dirty = True
+        why = restored.note or "no saved tracking memory"
+        return (f"{why}: the prompts were replayed instead; a correction on a frame tracked before may differ "
+                "from the last session's until you propagate again")
+
+    def _restore_note(self, note: str) -> None:
+        self._restore_message = note
 
     def _restored(self) -> None:
         if self.session is not None:
             self.ready.emit()
+            if self._restore_message:
+                self.status.emit(f"{self._restore_message}. Ready.")
             self.prefetch()
 
     def _close_progress(self) -> None:
@@ -234,6 +290,8 @@ class TrackingController(QObject):
         def delete() -> None:
             if self.session is not None and obj_id in self.session.obj_ids:
                 self.session.remove_object(obj_id)
+                self._applied = {k: p for k, p in self._applied.items() if k[0] != obj_id}
+                self._memory_dirty = True
             if obj_id in self.store.objects:
                 self.store.remove_object(obj_id)
 
@@ -242,7 +300,11 @@ class TrackingController(QObject):
             self._recolour()
             self.objects_changed.emit()
 
+        paused = self.propagation.interrupt()
         self.tasks.submit(Task(f"delete-{obj_id}", delete, on_error=self._failed, on_finish=done))
+        self._save_memory()
+        if paused:
+            self.propagation.resume()
 
     def go_to_frame(self, frame: int) -> None:
         self.layers.go_to_frame(frame)
@@ -313,6 +375,8 @@ class TrackingController(QObject):
         return True
 
     def _submit_prompt(self, obj_id: int, frame: int) -> None:
+        """Queue the prompt of (object, frame): segmented, then recorded, then the engine's memory saved. During a
+        propagation, the pass under way stops after its frame, the prompt is applied, and the run goes on."""
         def run() -> int | None:
             return self._run_prompt(obj_id, frame)
 
@@ -320,15 +384,25 @@ class TrackingController(QObject):
             if self.session is not None:
                 record_prompt(self.view, self.book.get(obj_id, frame), obj_id, frame)
 
+        paused = self.propagation.interrupt(frame)
         self.tasks.submit(Task(f"prompt-{obj_id}-{frame}", run, on_return=self._prompt_done, on_error=self._failed))
         self.tasks.submit(Task(f"record-{obj_id}-{frame}", record, on_error=self._failed,
                                on_finish=self.objects_changed.emit))
+        self._save_memory()
+        if paused:
+            self.propagation.resume()
 
     def _run_prompt(self, obj_id: int, frame: int) -> int | None:
         """In the worker: segment the (object, frame) prompt as the book has it now; write the labels."""
         if self.session is None:
             return None
-        segment_prompt(self.session, self.view, self.book.get(obj_id, frame), obj_id, frame)
+        prompt = self.book.get(obj_id, frame)
+        segment_prompt(self.session, self.view, prompt, obj_id, frame)
+        if prompt is None:
+            self._applied.pop((obj_id, frame), None)
+        else:
+            self._applied[(obj_id, frame)] = prompt
+        self._memory_dirty = True
         return frame
 
     def _prompt_done(self, frame: int | None) -> None:
@@ -340,7 +414,7 @@ class TrackingController(QObject):
             self.last_latency_ms = 1000 * (time.perf_counter() - min(started))
             self._click_started = {k: t for k, t in self._click_started.items() if k[1] != frame}
         shown = f" in {self.last_latency_ms:.0f} ms" if self.last_latency_ms is not None else ""
-        self.status.emit(f"frame {frame} segmented{shown}")
+        self.status.emit(f"{self.propagation.word} {frame} segmented{shown}")
 
     # ------------------------------------------------------------------ painting
     def _on_hand_edit(self, edit: LabelEdit) -> None:
@@ -392,49 +466,60 @@ class TrackingController(QObject):
         patience: int = 0,
     ) -> PropagationPlan | None:
         """Propagate every object (``from_frame``: only from there on, the "from here" mode); labels are written
-        and shown frame by frame; :meth:`cancel` stops it."""
+        and shown frame by frame; a prompt given meanwhile is applied between two frames and the run goes on;
+        :meth:`cancel` stops it."""
+        if self.propagation.running:
+            self.status.emit("a propagation is already running: cancel it first")
+            return None
         prompted = sorted({f for (_, f), _ in self.book.items()})
         try:
             plan = plan_propagation(direction, self.num_frames, prompted, start=from_frame, frame_range=frame_range)
         except ValueError as err:
             self.status.emit(str(err))
             return None
-        self._progress_close_propagation()
-        self._prop_progress = progress(total=plan.total_frames, desc=f"SAM 2: propagating {direction}")
-
-        def run() -> Iterator[int]:
-            if self.session is not None:
-                yield from propagation_steps(self.session, self.view, plan, patience)
-
         self.propagating.emit(True)
         self.status.emit(f"propagating {direction}…")
-        self.tasks.submit(Task("propagate", run, on_yield=self._propagated_frame, on_error=self._failed,
-                               on_finish=self._propagation_finished))
+        self.propagation.start(plan, direction, patience)
         return plan
 
     def cancel(self) -> None:
         """Stop a propagation in progress after the frame being computed (frames already shown stay written)."""
-        if self.tasks.cancel("propagate"):
-            self.status.emit("cancelling…")
-        else:
-            self._propagation_finished()
+        self.propagation.cancel()
 
     def _propagated_frame(self, frame: int) -> None:
+        self._memory_dirty = True
         self.layers.refresh_labels([frame])
-        bar = self._prop_progress  # napari's progress bar processes Qt events while updating: this may re-enter
-        if bar is not None:
-            bar.set_description(f"SAM 2: propagated frame {frame}")
-            bar.update(1)
 
-    def _progress_close_propagation(self) -> None:
-        bar, self._prop_progress = self._prop_progress, None
-        if bar is not None:
-            bar.close()
-
-    def _propagation_finished(self) -> None:
-        self._progress_close_propagation()
+    def _propagation_finished(self, message: str) -> None:
+        if self._closed:
+            return
         self.layers.refresh_labels()
         self.propagating.emit(False)
         self.objects_changed.emit()
-        self.status.emit("propagation finished")
+        self.status.emit(message)
+        self._save_memory()
         self.prefetch()
+
+    # ------------------------------------------------------------------ the engine's memory in the label store
+    def _save_memory(self) -> None:
+        """Queue a snapshot of the engine's memory after everything queued so far (a burst of changes: one)."""
+        def save() -> None:
+            if self.session is not None and self._memory_dirty:
+                self._capture_memory(self.session)
+
+        self.tasks.submit(Task("save-memory", save, on_error=self._failed), last=True)
+
+    def memory_checkpoint(self) -> None:
+        """In the worker, between two propagated frames: snapshot the memory if the last save is done and the
+        compute time since it is large against what a save costs (so saving never slows a run much)."""
+        session = self.session
+        since = time.monotonic() - self._memory_saved_at
+        if session is not None and self.memory.idle and since >= MEMORY_SAVE_RATIO * self.memory.last_cost:
+            self._capture_memory(session)
+
+    def _capture_memory(self, session: Any) -> None:
+        if self._memory_about is None:  # the session was never restored: nothing to describe it by
+            return
+        self.memory.capture(session, {**self._memory_about, "prompts": prompts_digest(self._applied.items())})
+        self._memory_dirty = False
+        self._memory_saved_at = time.monotonic()

@@ -19,6 +19,7 @@ from napari_sam2._qt.prompts import Key, PromptBook, group_boxes, group_points
 POSITIVE_COLOUR = "#32ff6a"
 NEGATIVE_COLOUR = "#ff3355"
 UNKNOWN_LABEL_COLOUR = "#d0d0d0"
+TAG_KEY = "napari_sam2"  # layer.metadata key marking the layers of a session
 
 
 def _rgba(colour: str, alpha: float = 1.0) -> np.ndarray:
@@ -26,10 +27,24 @@ def _rgba(colour: str, alpha: float = 1.0) -> np.ndarray:
     return np.array([int(text[i : i + 2], 16) / 255 for i in (0, 2, 4)] + [alpha], np.float32)
 
 
-class SessionLayers:
-    """Creates and owns the session's Points, Shapes and Labels layers in ``viewer``."""
+def tagged_layer(viewer: Any, tag: str, role: str) -> Any:
+    """The layer of ``viewer`` that a session tagged ``tag`` made for ``role`` ("labels", "boxes", "clicks")."""
+    for layer in viewer.layers:
+        if (layer.metadata or {}).get(TAG_KEY) == {"session": tag, "role": role}:
+            return layer
+    return None
 
-    def __init__(self, viewer: Any, image: Any, choice: StackChoice, labels_array: Any, frame_shape: tuple[int, int]):
+
+class SessionLayers:
+    """Creates and owns the session's Points, Shapes and Labels layers in ``viewer``.
+
+    ``tag`` names the session (its label store and frames): layers that an earlier session with the same tag left in
+    the viewer (the dock closed, the layers kept) are taken over instead of adding new ones."""
+
+    def __init__(
+        self, viewer: Any, image: Any, choice: StackChoice, labels_array: Any, frame_shape: tuple[int, int],
+        tag: str = "",
+    ):
         self.viewer = viewer
         self.choice = choice
         self.ndim = len(choice.label_axes)
@@ -38,16 +53,23 @@ class SessionLayers:
         geometry = {"scale": (1.0,) * pad + tuple(image.scale)[-self.ndim :],
                     "translate": (0.0,) * pad + tuple(image.translate)[-self.ndim :]}
         base = image.name
-        self.labels = viewer.add_labels(labels_array, name=f"{base} SAM 2 labels", opacity=0.6, **geometry)
-        self.shapes = viewer.add_shapes(
+        kept = {role: tagged_layer(viewer, tag, role) if tag else None for role in ("labels", "boxes", "clicks")}
+        self.labels = kept["labels"]
+        if self.labels is not None:  # now backed by this session's store
+            self.labels.data = labels_array
+        else:
+            self.labels = viewer.add_labels(labels_array, name=f"{base} SAM 2 labels", opacity=0.6, **geometry)
+        self.shapes = kept["boxes"] or viewer.add_shapes(
             ndim=self.ndim, name=f"{base} SAM 2 boxes", shape_type="rectangle", face_color="transparent",
             edge_width=max(1.0, min(frame_shape) / 200), features={"obj_id": np.empty(0, int)}, **geometry,
         )
-        self.points = viewer.add_points(
+        self.points = kept["clicks"] or viewer.add_points(
             np.empty((0, self.ndim)), ndim=self.ndim, name=f"{base} SAM 2 clicks",
             size=max(5.0, min(frame_shape) / 25), border_width=0.25, border_width_is_relative=True,
             features={"obj_id": np.empty(0, int), "label": np.empty(0, int)}, **geometry,
         )
+        for layer, role in ((self.labels, "labels"), (self.shapes, "boxes"), (self.points, "clicks")):
+            layer.metadata = {**(layer.metadata or {}), TAG_KEY: {"session": tag, "role": role}}
         self.points.feature_defaults = {"obj_id": 1, "label": 1}
         self.shapes.feature_defaults = {"obj_id": 1}
         self.points.mode = "add"

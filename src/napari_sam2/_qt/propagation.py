@@ -66,19 +66,99 @@ def engine_supports_patience(session: Any) -> bool:
         return False
 
 
-def propagation_steps(session: Any, view: Any, plan: PropagationPlan, patience: int = 0) -> Iterator[int]:
+def propagation_steps(
+    session: Any, view: Any, plan: PropagationPlan, patience: int = 0
+) -> Iterator[tuple[int, int]]:
     """Run ``plan`` on the engine session, writing each frame's result to the label store ``view`` before yielding
-    its index (so stopping at a yield leaves exactly the yielded frames written). ``patience``: see LostObjects."""
+    ``(pass index, frame)`` (so stopping at a yield leaves exactly the yielded frames written). ``patience``: see
+    LostObjects."""
     native = engine_supports_patience(session)
-    for direction, start, max_frames in plan.passes:
+    for index, (direction, start, max_frames) in enumerate(plan.passes):
         extra = {"lost_patience": patience} if native and patience > 0 else {}
         rule = LostObjects(0 if native else patience)
         for result in session.propagate(start=start, direction=direction, max_frames=max_frames, **extra):
             result, all_lost = rule.apply(result)
             view.write_frame_result(result)
-            yield result.frame
+            yield index, result.frame
             if all_lost:
                 break
+
+
+@dataclass
+class PropagationRun:
+    """A propagation as it goes (main-thread bookkeeping): the passes left, where the pass under way stands, how
+    many frames were done and how long they took.
+
+    A prompt given during the run pauses it between two frames; :meth:`resume_plan` then plans the rest: the pass
+    under way starts again at the earliest corrected frame it had already gone through (so the frames after a
+    correction follow it), else goes on after the last frame it computed; the passes after it are unchanged.
+    """
+
+    plan: PropagationPlan
+    done: int = 0
+    pass_index: int = 0
+    front: int | None = None  # the last frame the pass under way yielded
+    corrected: set[int] = field(default_factory=set)
+    continued: bool = False  # the current plan's first pass continues the pass that was paused, after its front
+    seconds: float = 0.0  # time spent on the frames counted in ``timed``
+    timed: int = 0
+    _last_yield: float | None = None
+
+    def frame_done(self, pass_index: int, frame: int, now: float) -> None:
+        """The pass ``pass_index`` of the current plan yielded ``frame`` at time ``now`` (seconds)."""
+        if pass_index != self.pass_index:
+            self.pass_index, self.front = pass_index, None
+        if self._last_yield is not None:  # the first frame of a start also pays for the prompts' memories
+            self.seconds += now - self._last_yield
+            self.timed += 1
+        self._last_yield = now
+        self.front = frame
+        self.done += 1
+
+    def paused(self) -> None:
+        """The run stopped between frames (the next yield starts a new timing interval)."""
+        self._last_yield = None
+
+    def remaining(self) -> int:
+        """Frames still to compute by the current plan."""
+        left = 0
+        for i, (direction, start, count) in enumerate(self.plan.passes[self.pass_index :]):
+            if i == 0 and self.front is not None:
+                left += abs(_pass_end(direction, start, count) - self.front)
+            else:
+                left += count + 1
+        return left
+
+    def seconds_left(self) -> float | None:
+        """Estimated time to finish, from the mean time per frame so far (None until one frame was timed)."""
+        return self.seconds / self.timed * self.remaining() if self.timed else None
+
+    def resume_plan(self) -> PropagationPlan:
+        """The plan that continues this run after a pause (see the class docstring); it becomes the current one."""
+        passes = list(self.plan.passes[self.pass_index :])
+        self.continued = False
+        if passes and self.front is not None:
+            direction, start, count = passes[0]
+            end = _pass_end(direction, start, count)
+            step = 1 if direction == "forward" else -1
+            behind = [f for f in self.corrected if 0 <= (f - start) * step <= (self.front - start) * step]
+            if behind:
+                begin = min(behind, key=lambda f: (f - start) * step)
+            elif self.front == end:
+                begin = None
+            else:
+                begin = self.front + step
+                self.continued = True
+            passes = passes[1:] if begin is None else [(direction, begin, abs(end - begin)), *passes[1:]]
+        self.plan = PropagationPlan(tuple(passes))
+        self.pass_index, self.front = 0, None
+        self.corrected.clear()
+        self.paused()
+        return self.plan
+
+
+def _pass_end(direction: str, start: int, count: int) -> int:
+    return start + count if direction == "forward" else start - count
 
 
 @dataclass

@@ -84,14 +84,19 @@ class TaskQueue(QObject):
     def waiting(self, key: str) -> bool:
         return any(t.key == key for t in self._queue)
 
-    def submit(self, task: Task) -> None:
-        """Queue ``task``; one already waiting under the same key is replaced in place."""
+    def submit(self, task: Task, *, last: bool = False) -> None:
+        """Queue ``task``; one already waiting under the same key is replaced in place (with ``last``: dropped, and
+        ``task`` goes to the end of the queue — for work that must follow everything queued so far)."""
         if self._closed:
             return
         was_busy = self.busy
         for i, queued in enumerate(self._queue):
             if queued.key == task.key:
-                self._queue[i] = task
+                if last:
+                    del self._queue[i]
+                    self._queue.append(task)
+                else:
+                    self._queue[i] = task
                 break
         else:
             self._queue.append(task)

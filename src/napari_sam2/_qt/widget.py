@@ -111,6 +111,11 @@ class SAM2Widget(QWidget):
         self.propagate_button = QPushButton("Propagate (G)")
         self.here_button = QPushButton("From here (Shift-G)")
         self.cancel_button = QPushButton("Cancel (Shift-C)")
+        self.propagation_bar = QProgressBar()  # the run under way: frames done of all…
+        self.propagation_bar.hide()
+        self.propagation_label = QLabel()  # …the frame computed, the counts and the time left
+        self.propagation_label.setWordWrap(True)
+        self.propagation_label.hide()
         range_row = QHBoxLayout()
         for w in (self.range_check, self.first_spin, QLabel("to"), self.last_spin):
             range_row.addWidget(w)
@@ -123,6 +128,8 @@ class SAM2Widget(QWidget):
         form.addRow("Range", range_row)
         form.addRow("Stop when lost for", self.patience_spin)
         form.addRow(buttons)
+        form.addRow(self.propagation_bar)
+        form.addRow(self.propagation_label)
 
         self.help_box = QGroupBox("Shortcuts")
         QVBoxLayout(self.help_box).addWidget(QLabel(shortcuts_html()))
@@ -191,6 +198,8 @@ class SAM2Widget(QWidget):
         controller.objects_changed.connect(self._refresh_objects)
         controller.current_changed.connect(self._current_changed)
         controller.propagating.connect(self._propagating)
+        controller.propagation_progress.connect(self._propagation_progress)
+        self.range_check.setText(f"only {controller.propagation.word}s")
         controller.ready.connect(self._ready)
         self.busy_bar.setVisible(controller.busy)
         for spin in (self.first_spin, self.last_spin):
@@ -267,7 +276,8 @@ class SAM2Widget(QWidget):
         self.propagate(from_here=True)
 
     def cancel(self, *_: Any) -> None:
-        if self.controller is not None:
+        if self.controller is not None and self.cancel_button.isEnabled():
+            self.cancel_button.setEnabled(False)  # taken: the run stops after the frame being computed
             self.controller.cancel()
 
     def delete_object(self, obj_id: int) -> None:
@@ -304,8 +314,20 @@ class SAM2Widget(QWidget):
         if item is not None and self.objects.current_id() != obj_id:
             self.objects.list.setCurrentItem(item)
 
+    def _propagation_progress(self, done: int, total: int, text: str) -> None:
+        """The run's counter and time left, in the widget itself (also in napari's activity dock)."""
+        self.propagation_bar.setVisible(bool(text))
+        self.propagation_label.setVisible(bool(text))
+        self.propagation_bar.setRange(0, max(total, 1))
+        self.propagation_bar.setValue(min(done, max(total, 1)))
+        self.propagation_bar.setFormat(f"{done} / {total}")
+        self.propagation_label.setText(text)
+
     def _propagating(self, running: bool) -> None:
         self.cancel_button.setEnabled(running)
+        if not running:
+            self.propagation_bar.hide()
+            self.propagation_label.hide()
         self.propagate_button.setEnabled(not running)
         self.here_button.setEnabled(not running)
 
