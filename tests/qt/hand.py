@@ -46,26 +46,29 @@ class Hand:
         return QPoint(int(round(x)), int(round(y)))
 
     def move(self, yx: Sequence[float], buttons: bool = False) -> None:
-        """Move the pointer to world (y, x) (dragging when a button is held) and check where napari puts it."""
-        point = self.pixel(yx)
-        if buttons:  # QTest.mouseMove cannot hold a button: send the move event itself
-            from qtpy.QtGui import QMouseEvent
+        """Move the pointer to world (y, x) (dragging when a button is held) and check where napari puts it.
 
-            event = QMouseEvent(QMouseEvent.Type.MouseMove, point.toPointF(), self.canvas.mapToGlobal(point).toPointF(),
-                                Qt.MouseButton.NoButton, Qt.MouseButton.LeftButton, self._modifiers)
-            QApplication.sendEvent(self.canvas, event)
-        else:
-            QTest.mouseMove(self.canvas, point)
+        The move event is sent to the canvas itself (a pointer warped through the X server reports late, and Qt
+        sends nothing for a move to where the pointer already is); vispy drops a move that comes less than 10 ms
+        after the previous one, so the event is sent again until napari has seen it."""
+        from qtpy.QtGui import QMouseEvent
+
+        point = self.pixel(yx)
+        held = Qt.MouseButton.LeftButton if buttons else Qt.MouseButton.NoButton
         tolerance = 1.0 / self.camera.zoom
 
         def seen_there() -> bool:
             return np.allclose(np.asarray(self.viewer.cursor.position)[-2:], yx, atol=tolerance)
 
-        for _ in range(100):  # napari takes mouse moves at most every 5 ms: a later one waits a little
-            QApplication.processEvents()
-            if seen_there():
-                break
+        for attempt in range(150):
+            if attempt % 3 == 0:
+                event = QMouseEvent(QMouseEvent.Type.MouseMove, point.toPointF(),
+                                    self.canvas.mapToGlobal(point).toPointF(), Qt.MouseButton.NoButton, held,
+                                    self._modifiers)
+                QApplication.sendEvent(self.canvas, event)
             QTest.qWait(10)
+            if seen_there():
+                return
         assert seen_there(), (self.viewer.cursor.position, yx)
 
     def press(self, yx: Sequence[float], modifiers: Sequence[str] = ()) -> None:
