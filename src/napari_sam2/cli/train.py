@@ -210,9 +210,9 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         state = trainer.run(report, should_stop=lambda: stop["signal"] is not None)
     except OSError as exc:
-        raise CliError(f"cannot write {out}: {exc.strerror or exc}") from None
-    except RuntimeError as exc:  # torch.save reports a full disk as RuntimeError
-        raise CliError(f"cannot write {out}: {str(exc).splitlines()[0]}") from None
+        raise CliError(f"cannot write {out}: {exc.strerror or exc}; the last save is intact") from None
+    except FloatingPointError as exc:
+        raise CliError(f"{exc}; lower --lr, or resume from the last save with the same command") from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

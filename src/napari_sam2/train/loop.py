@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -103,7 +104,10 @@ def _atomic_save(payload, path: Path) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        torch.save(payload, tmp)
+        try:
+            torch.save(payload, tmp)
+        except RuntimeError as err:  # torch reports a full disk or a file-size limit as RuntimeError
+            raise OSError(f"{tmp}: {str(err).splitlines()[0]}") from err
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -239,7 +243,7 @@ class Trainer:
         loader = torch.utils.data.DataLoader(_ClipsByIndex(self.sampler), batch_sampler=index,
                                              num_workers=self.settings.workers, collate_fn=collate_clips,
                                              pin_memory=self.device.type == "cuda", prefetch_factor=4,
-                                             persistent_workers=False)
+                                             persistent_workers=False, worker_init_fn=_ignore_stop_signals)
         yield from zip(range(start, self.settings.steps), loader, strict=False)
 
     def run(self, on_progress: Callable[[Progress], None] | None = None,
@@ -284,6 +288,12 @@ class Trainer:
         if self.run_state.step >= s.steps and not self.out.is_file():
             self.save()
         return self.run_state
+
+
+def _ignore_stop_signals(_worker: int) -> None:
+    """Data workers leave Ctrl-C and SIGTERM to the main process, which stops at a step's end and saves."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class _ClipsByIndex(torch.utils.data.Dataset):
