@@ -5,6 +5,7 @@ its object, and hand-painted fixes are never lost (provenance from what each str
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from qtpy.QtCore import Qt
 from qtpy.QtTest import QTest
 from qtpy.QtWidgets import QApplication
@@ -60,6 +61,7 @@ def test_a_box_drawn_with_the_mouse_segments_its_object(sam2_viewer, qtbot):
     assert np.allclose(prompt.box, (10, 10, 30, 30), atol=1.0) and c.layers.shapes.nshapes == 1
 
 
+@pytest.mark.slow
 def test_painted_fixes_survive_other_strokes_and_propagation(sam2_viewer, qtbot):
     """The issue's case: object 1 clicked on frame 0 and painted on frame 2, then object 2 painted on frame 2;
     propagation keeps both paintings exactly. Undo and redo of the last stroke reach the store, provenance too."""
@@ -87,13 +89,13 @@ def test_painted_fixes_survive_other_strokes_and_propagation(sam2_viewer, qtbot)
     assert two.any() and not (one & two).any()
     assert c.view.provenance(2) == {1: "manual", 2: "manual"}
 
-    widget.range_check.setChecked(True)  # frames 0 to 3 are enough
-    widget.last_spin.setValue(3)
+    widget.range_check.setChecked(True)  # frames 0 to 2 are enough
+    widget.last_spin.setValue(2)
     type_key(hand, Qt.Key.Key_G)  # propagate
     idle(c, qtbot)
     frame2 = c.store.read_frame(2)
     assert np.array_equal(frame2 == 1, one) and np.array_equal(frame2 == 2, two)
-    assert c.view.provenance(3) == {1: "propagation"}
+    assert c.view.provenance(1) == {1: "propagation"}
 
     type_key(hand, Qt.Key.Key_Z, CTRL)  # undo object 2's stroke: gone from the store, and not frozen as "manual"
     frame2 = c.store.read_frame(2)
