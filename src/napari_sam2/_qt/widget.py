@@ -4,6 +4,7 @@ done by :class:`TrackingController`; shortcuts are bound on the viewer while a s
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from napari.layers import Image
@@ -25,7 +26,8 @@ from qtpy.QtWidgets import (
 )
 
 from napari_sam2._qt.controller import TrackingController
-from napari_sam2._qt.model_loading import ModelFactory, random_weights_factory
+from napari_sam2._qt.fine_tune_panel import FineTunePanel
+from napari_sam2._qt.model_loading import LOCAL_FILE, ModelFactory, random_weights_factory
 from napari_sam2._qt.objects_list import ObjectRow, ObjectsList
 from napari_sam2._qt.settings import SessionSettings
 
@@ -131,12 +133,16 @@ class SAM2Widget(QWidget):
         form.addRow(self.propagation_bar)
         form.addRow(self.propagation_label)
 
+        self.fine_tune_box = FineTunePanel(lambda: (self.controller, self._session_image))
+        self.fine_tune_box.trained.connect(self.reload_with_checkpoint)
+        self.fine_tune_box.message.connect(self.status_label.setText)
+
         self.help_box = QGroupBox("Shortcuts")
         QVBoxLayout(self.help_box).addWidget(QLabel(shortcuts_html()))
 
         layout = QVBoxLayout(self)
         for w in (self.settings, self.busy_bar, self.status_label, self.objects_box, self.propagate_box,
-                  self.help_box):
+                  self.fine_tune_box, self.help_box):
             layout.addWidget(w)
         layout.addStretch(1)
 
@@ -231,6 +237,21 @@ class SAM2Widget(QWidget):
         self.busy_bar.hide()
         self.objects.set_rows([])
         self.status_label.setText("Session ended; its labels and prompts are saved.")
+
+    def reload_with_checkpoint(self, checkpoint: Path) -> TrackingController | None:
+        """After fine-tuning: restart the session with ``checkpoint`` (as a local checkpoint file) and, once it is
+        ready, propagate its prompted objects again with the new weights."""
+        self.stop(remove_layers=True)
+        self.settings.model_combo.setCurrentText(LOCAL_FILE)
+        self.settings.checkpoint_edit.setText(str(checkpoint))
+        controller = self.start()
+        if controller is not None:
+            controller.ready.connect(lambda c=controller: self._propagate_again(c))
+        return controller
+
+    def _propagate_again(self, controller: TrackingController) -> None:
+        if controller is self.controller and controller.book.items() and controller.num_frames > 1:
+            controller.propagate("both")
 
     def _set_running(self, running: bool) -> None:
         self.settings.set_running(running)

@@ -151,9 +151,9 @@ def _training_stacks(args):
     return stacks, weights
 
 
-def run_train(args: argparse.Namespace) -> int:
-    import torch
-
+def build_trainer(args: argparse.Namespace):
+    """``(trainer, description)`` for parsed ``train`` arguments: the model, data, settings and optimiser, resumed
+    from an earlier save of the same run where there is one. Raises CliError / UsageError (one line)."""
     from napari_sam2.cli.weights import pick_device
     from napari_sam2.train import ClipSampler
     from napari_sam2.train.loop import Trainer, TrainSettings
@@ -181,11 +181,21 @@ def run_train(args: argparse.Namespace) -> int:
         resumed = trainer.try_resume()
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
     frames = sum(len(s) for s in stacks)
-    say(f"training {model.config.name} at {model.image_size} px on {len(stacks)} stacks ({frames} frames), "
-        f"{'fine-tuning' if fine_tuning else 'from scratch'}, {args.steps} steps on {device}"
-        + (f"; resuming at step {trainer.run_state.step}" if resumed else ""))
+    description = (f"training {model.config.name} at {model.image_size} px on {len(stacks)} stacks ({frames} frames), "
+                   f"{'fine-tuning' if fine_tuning else 'from scratch'}, {args.steps} steps on {device}"
+                   + (f"; resuming at step {trainer.run_state.step}" if resumed else ""))
+    return trainer, description
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import torch
+
+    out = Path(args.out)
+    trainer, description = build_trainer(args)
+    model = trainer.model
+    say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+    say(description)
     stop = {"signal": None}
 
     def request_stop(signum, _frame) -> None:
