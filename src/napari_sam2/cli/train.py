@@ -147,7 +147,7 @@ def _training_stacks(args):
     if not stacks:
         raise CliError("no training data: give label stores, CTC folders, IMAGE:LABELS pairs or 'synthetic'")
     # real and generated data are drawn equally often, whatever their numbers of stacks
-    weights = [1.0 / real] * real + [1.0 / max(1, len(stacks) - real)] * (len(stacks) - real)
+    weights = [1.0 / max(1, real)] * real + [1.0 / max(1, len(stacks) - real)] * (len(stacks) - real)
     return stacks, weights
 
 
