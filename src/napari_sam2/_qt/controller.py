@@ -23,7 +23,7 @@ from napari_sam2._qt.edit_history import EditHistory
 from napari_sam2._qt.label_array import LabelEdit, StoreLabels
 from napari_sam2._qt.layer_stack import StackChoice
 from napari_sam2._qt.layers import SessionLayers
-from napari_sam2._qt.memory_keeper import image_fingerprint, keeper_for, prompts_digest, weights_identity
+from napari_sam2._qt.memory_keeper import EngineMemory, image_fingerprint, keeper_for, weights_identity
 from napari_sam2._qt.model_loading import LoadProgress, ModelChoice, load_failure_message, session_steps
 from napari_sam2._qt.prompts import FramePrompt, Key, PromptBook, apply_prompt, record_prompt, segment_prompt
 from napari_sam2._qt.propagation import PropagationPlan, plan_propagation
@@ -35,7 +35,6 @@ from napari_sam2.io.session_memory import memory_view_key
 from napari_sam2.io.sources import open_stack
 
 _DONE = (ActionType.ADDED, ActionType.REMOVED, ActionType.CHANGED)
-MEMORY_SAVE_RATIO = 20  # during propagation, save the memory when the compute time since ≥ 20 × a save's cost
 NEGATIVE_MODIFIERS = ("Shift", "Control")
 UNDO_KEY, REDO_KEY = "Control-Z", "Control-Shift-Z"  # napari's own keys for the Labels layer (Command on macOS)
 
@@ -78,12 +77,8 @@ class TrackingController(QObject):
         self.tasks = TaskQueue(self)
         view_key = memory_view_key(self.view.axis, self.view.position)
         # the engine's memory, saved into the label store after every change (see memory_keeper)
-        self.memory = keeper_for(self.store.path, view_key)
-        self.memory.on_error = self.status.emit
-        self._applied: dict[Key, FramePrompt] = {}  # the prompts the engine holds (touched in the worker only)
-        self._memory_about: dict[str, str] | None = None
-        self._memory_dirty = False
-        self._memory_saved_at = time.monotonic()
+        self.memory = EngineMemory(keeper_for(self.store.path, view_key))
+        self.memory.keeper.on_error = self.status.emit
         self.propagation = PropagationDriver(self, on_step=self._propagated_frame, on_error=self._failed,
                                              after_run=self._propagation_finished)
         self.propagation.progress_changed.connect(self.propagation_progress)
@@ -149,8 +144,8 @@ class TrackingController(QObject):
 
         def end() -> None:
             try:
-                if session is not None and self._memory_dirty:
-                    self._capture_memory(session)
+                if session is not None:
+                    self.memory.save(session)
             finally:
                 self.memory.release()
                 if session is not None:
@@ -204,17 +199,15 @@ class TrackingController(QObject):
         session = self.session
         if session is None:
             return ""
-        self._memory_about = {"weights": weights_identity(self.model), "image": image_fingerprint(self.source),
-                              "channel": str(self.choice.channel)}
-        if not prompts:
-            return ""
-        restored = self.memory.restore(session, {**self._memory_about, "prompts": prompts_digest(prompts)})
-        self._applied = dict(prompts)
+        about = {"weights": weights_identity(self.model), "image": image_fingerprint(self.source),
+                 "channel": str(self.choice.channel)}
+        restored = self.memory.restore(session, prompts, about)
         if restored.loaded:
             return f"{restored.note} ({len(session.obj_ids)} objects): corrections continue the tracking as before"
+        if not prompts:
+            return ""
         for (obj_id, frame), prompt in prompts:
             apply_prompt(session, frame, obj_id, prompt)
-        self._memory_dirty = True
         why = restored.note or "no saved tracking memory"
         return (f"{why}: the prompts were replayed instead; a correction on a frame tracked before may differ "
                 "from the last session's until you propagate again")
@@ -290,8 +283,7 @@ class TrackingController(QObject):
         def delete() -> None:
             if self.session is not None and obj_id in self.session.obj_ids:
                 self.session.remove_object(obj_id)
-                self._applied = {k: p for k, p in self._applied.items() if k[0] != obj_id}
-                self._memory_dirty = True
+                self.memory.object_removed(obj_id)
             if obj_id in self.store.objects:
                 self.store.remove_object(obj_id)
 
@@ -398,11 +390,7 @@ class TrackingController(QObject):
             return None
         prompt = self.book.get(obj_id, frame)
         segment_prompt(self.session, self.view, prompt, obj_id, frame)
-        if prompt is None:
-            self._applied.pop((obj_id, frame), None)
-        else:
-            self._applied[(obj_id, frame)] = prompt
-        self._memory_dirty = True
+        self.memory.prompt_applied((obj_id, frame), prompt)
         return frame
 
     def _prompt_done(self, frame: int | None) -> None:
@@ -487,7 +475,7 @@ class TrackingController(QObject):
         self.propagation.cancel()
 
     def _propagated_frame(self, frame: int) -> None:
-        self._memory_dirty = True
+        self.memory.changed()
         self.layers.refresh_labels([frame])
 
     def _propagation_finished(self, message: str) -> None:
@@ -504,22 +492,12 @@ class TrackingController(QObject):
     def _save_memory(self) -> None:
         """Queue a snapshot of the engine's memory after everything queued so far (a burst of changes: one)."""
         def save() -> None:
-            if self.session is not None and self._memory_dirty:
-                self._capture_memory(self.session)
+            if self.session is not None:
+                self.memory.save(self.session)
 
         self.tasks.submit(Task("save-memory", save, on_error=self._failed), last=True)
 
     def memory_checkpoint(self) -> None:
-        """In the worker, between two propagated frames: snapshot the memory if the last save is done and the
-        compute time since it is large against what a save costs (so saving never slows a run much)."""
-        session = self.session
-        since = time.monotonic() - self._memory_saved_at
-        if session is not None and self.memory.idle and since >= MEMORY_SAVE_RATIO * self.memory.last_cost:
-            self._capture_memory(session)
-
-    def _capture_memory(self, session: Any) -> None:
-        if self._memory_about is None:  # the session was never restored: nothing to describe it by
-            return
-        self.memory.capture(session, {**self._memory_about, "prompts": prompts_digest(self._applied.items())})
-        self._memory_dirty = False
-        self._memory_saved_at = time.monotonic()
+        """In the worker, between two propagated frames (see ``EngineMemory.checkpoint``)."""
+        if self.session is not None:
+            self.memory.checkpoint(self.session)

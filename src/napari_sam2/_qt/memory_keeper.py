@@ -29,6 +29,7 @@ from napari_sam2.io.session_memory import SavedMemory
 _KEEPERS: dict[tuple[Path, str], MemoryKeeper] = {}
 _KEEPERS_LOCK = threading.Lock()
 FLUSH_TIMEOUT = 300.0  # seconds a reopened session waits for the last session's final save
+SAVE_COST_RATIO = 20  # during propagation: save when the time since the last save is ≥ 20 × what a save costs
 _ABOUT_NAMES = {"model": "model", "image_size": "image size", "weights": "model weights", "image": "image",
                 "channel": "channel", "prompts": "prompts"}
 
@@ -179,3 +180,73 @@ class MemoryKeeper:
         with contextlib.suppress(Exception):  # the session that asked may be gone
             if self.on_error is not None:
                 self.on_error(message)
+
+
+class EngineMemory:
+    """One widget session's side of its engine's memory: which prompts the engine holds, whether it changed since
+    the last snapshot, and what it belongs to. Its methods run in the task worker, where the engine session lives
+    (:meth:`hold` and :meth:`changed`, which only count and flag, may run anywhere)."""
+
+    def __init__(self, keeper: MemoryKeeper) -> None:
+        self.keeper = keeper
+        self.applied: dict[Key, FramePrompt] = {}
+        self.about: dict[str, str] | None = None  # weights, image and channel; set when the session is restored
+        self.dirty = False
+        self._saved_at = time.monotonic()
+
+    def restore(self, session: Any, prompts: list[tuple[Key, FramePrompt]], about: dict[str, str]) -> Restored:
+        """The saved memory of a reopened session, loaded into ``session`` if it fits ``about`` and ``prompts``
+        (which the caller replays otherwise)."""
+        self.about = dict(about)
+        self.applied = dict(prompts)
+        if not prompts:
+            return Restored(False, "")
+        restored = self.keeper.restore(session, {**about, "prompts": prompts_digest(prompts)})
+        self.dirty = not restored.loaded  # replayed prompts: a memory to save
+        return restored
+
+    def prompt_applied(self, key: Key, prompt: FramePrompt | None) -> None:
+        """The engine now holds ``prompt`` (None: no prompt) for (object, frame) ``key``."""
+        if prompt is None:
+            self.applied.pop(key, None)
+        else:
+            self.applied[key] = prompt
+        self.dirty = True
+
+    def object_removed(self, obj_id: int) -> None:
+        self.applied = {k: p for k, p in self.applied.items() if k[0] != obj_id}
+        self.dirty = True
+
+    def changed(self) -> None:
+        """The engine's memory changed otherwise (a propagated frame)."""
+        self.dirty = True
+
+    def save(self, session: Any) -> None:
+        """Snapshot ``session`` (written in the background) if it changed since the last snapshot."""
+        if self.dirty:
+            self._capture(session)
+
+    def checkpoint(self, session: Any) -> None:
+        """Between two propagated frames: snapshot if the last write is done and the time since it is large against
+        what a write costs (so saving never slows a run much)."""
+        since = time.monotonic() - self._saved_at
+        if self.keeper.idle and since >= SAVE_COST_RATIO * self.keeper.last_cost:
+            self._capture(session)
+
+    def hold(self) -> None:
+        """The session is closing: a reopened one waits for its last snapshot (see ``MemoryKeeper.hold``)."""
+        self.keeper.hold()
+
+    def release(self) -> None:
+        self.keeper.release()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every snapshot is written."""
+        return self.keeper.flush(timeout)
+
+    def _capture(self, session: Any) -> None:
+        if self.about is None:  # never restored (the model did not load): nothing to describe the state by
+            return
+        self.keeper.capture(session, {**self.about, "prompts": prompts_digest(self.applied.items())})
+        self.dirty = False
+        self._saved_at = time.monotonic()
