@@ -1,8 +1,6 @@
 """Screenshots of the real widget for the user guide: docs/images/*.png, written by driving the plugin on the
-synthetic cell sample (clicks on two cells, a box on a third, propagated forward).
-
-The model has random weights (no checkpoint can be downloaded on CI): the masks show where labels go, not what a
-trained SAM 2 would segment. A seed whose random masks stay local is used so the picture stays readable.
+synthetic cell sample (clicks on two cells, a box on a third, propagated forward) with the shipped starter model,
+so the pictures show real masks.
 """
 
 from __future__ import annotations
@@ -20,15 +18,9 @@ _MODEL = {}
 
 def screenshot_model():
     if "model" not in _MODEL:
-        import torch
+        from napari_sam2.model import build_sam2, fetch_checkpoint
 
-        from napari_sam2.model import build_sam2
-
-        torch.manual_seed(5)
-        model = build_sam2("sam2.1_hiera_tiny", image_size=256)
-        with torch.no_grad():
-            model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias += 5.0
-        _MODEL["model"] = model
+        _MODEL["model"] = build_sam2("starter", fetch_checkpoint("starter"))
     return _MODEL["model"]
 
 
@@ -47,10 +39,10 @@ def test_screenshots_of_the_widget_with_a_propagated_result(make_napari_viewer, 
     viewer.window._qt_window.resize(1400, 900)  # not shown: the window is rendered off screen for the grab
     movie = samples.synthetic_cell_timelapse(n_frames=8, size=160, n_cells=7)
     viewer.add_image(movie, name="synthetic cells", axis_labels=("t", "y", "x"), colormap="gray")
-    widget = SAM2Widget(viewer, model_factories={"sam2.1_hiera_tiny (random weights)": screenshot_model})
+    widget = SAM2Widget(viewer, model_factories={"starter (shipped)": screenshot_model})
     viewer.window.add_dock_widget(widget, name="SAM 2", area="right")
     settings = widget.settings
-    settings.model_combo.setCurrentText("sam2.1_hiera_tiny (random weights)")
+    settings.model_combo.setCurrentText("starter (shipped)")
     settings.device_combo.setCurrentText("cpu")
     settings.store_edit.setText(str(tmp_path / "synthetic_cells.sam2.zarr"))
     start_png = _save(viewer, "widget_start.png")
@@ -76,6 +68,9 @@ def test_screenshots_of_the_widget_with_a_propagated_result(make_napari_viewer, 
     widget.propagate_button.click()
     qtbot.waitUntil(lambda: not c.busy, timeout=60000)
     assert all(c.view.provenance(f) for f in range(8))
+    first_labels = np.asarray(c.view.read_frame(0))  # the clicked cells are segmented: each click in its mask
+    assert [int(first_labels[y, x]) for y, x in spots] == [1, 2]
+    assert 30 < (first_labels == 1).sum() < 3000
     viewer.layers.selection.active = c.layers.points
     viewer.dims.set_point(0, 0)
     c.layers.refresh_labels()
