@@ -113,13 +113,21 @@ def test_closing_and_reopening_the_dock_takes_over_the_layers_and_keeps_painting
     hand.drag([(20, 20), (20, 30), (25, 30)])
     painted = np.asarray(labels.data[2]) == 2
     assert painted.any()
+    labels.data = np.asarray(labels.data)  # the layer no longer shows the store: a stroke now stays in the layer
+    viewer.dims.set_point(0, 3)
+    labels.selected_label = 3
+    hand.drag([(70, 20), (70, 30)])
+    painted_3 = np.asarray(labels.data[3]) == 3
+    assert painted_3.any() and not (c.store.read_frame(3) == 3).any()
 
     widget, c = open_dock()
     ours = [layer for layer in viewer.layers if "SAM 2" in layer.name]
     assert len(ours) == 3 and c.layers.labels is labels, [layer.name for layer in ours]
     assert c.view.provenance(2).get(2) == "manual"
+    assert c.view.provenance(3).get(3) == "manual" and np.array_equal(c.store.read_frame(3) == 3, painted_3)
     c.propagate("forward")
     idle(c, qtbot)
     assert np.array_equal(c.store.read_frame(2) == 2, painted)  # propagation kept the painting
+    assert np.array_equal(c.store.read_frame(3) == 3, painted_3)
     assert (c.store.read_frame(3) == 1).any()
     widget.stop()

@@ -15,6 +15,7 @@ from pathlib import Path
 from threading import Thread
 from typing import Any
 
+import numpy as np
 from napari.layers.base import ActionType
 from napari.utils import progress
 from qtpy.QtCore import QObject, QTimer, Signal
@@ -86,12 +87,27 @@ class TrackingController(QObject):
         self.history = EditHistory(self.edits)
         self.layers = SessionLayers(viewer, image, choice, self.edits, self.source.shape2d,
                                     tag=f"{self.store.path.resolve()}#{view_key}")
+        self._keep_painting(self.layers.replaced_labels)
         self.current = max([*self.store.objects, *self.book.obj_ids(), 0]) or 1
         with self._quiet():
             self.layers.show_prompts(self.book)
         self._connect()
         self.set_current(self.current)
         self._load(model, device)
+
+    def _keep_painting(self, previous: Any) -> None:
+        """A labels layer taken over from an earlier session (its dock closed) showed ``previous``. Strokes made
+        meanwhile went into that session's store as hand edits; if the layer showed anything else (its data was
+        replaced), every frame where it differs from the store is stored now as painted by hand."""
+        same = isinstance(previous, StoreLabels) and previous.store.path.resolve() == self.store.path.resolve()
+        if previous is None or same:
+            return
+        if tuple(previous.shape) != self.store.shape:
+            return
+        for coords in np.ndindex(*self.store.shape[:-2]):
+            plane = np.asarray(previous[coords])
+            if not np.array_equal(plane, self.store.read_plane(coords)):
+                self.store.write_manual_at(coords, plane)
 
     # ------------------------------------------------------------------ wiring
     def _connect(self) -> None:

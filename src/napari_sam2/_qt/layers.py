@@ -55,7 +55,9 @@ class SessionLayers:
         base = image.name
         kept = {role: tagged_layer(viewer, tag, role) if tag else None for role in ("labels", "boxes", "clicks")}
         self.labels = kept["labels"]
+        self.replaced_labels: Any = None  # what a taken-over labels layer showed before (see the controller)
         if self.labels is not None:  # now backed by this session's store
+            self.replaced_labels = self.labels.data
             self.labels.data = labels_array
         else:
             self.labels = viewer.add_labels(labels_array, name=f"{base} SAM 2 labels", opacity=0.6, **geometry)
