@@ -86,7 +86,7 @@ class TrackingController(QObject):
         self.edits = StoreLabels(self.store, on_edit=self._on_hand_edit)  # napari's writes go through the store
         self.history = EditHistory(self.edits)
         self.layers = SessionLayers(viewer, image, choice, self.edits, self.source.shape2d,
-                                    tag=f"{self.store.path.resolve()}#{view_key}")
+                                    tag=str(self.store.path.resolve()))
         self._keep_painting(self.layers.replaced_labels)
         self.current = max([*self.store.objects, *self.book.obj_ids(), 0]) or 1
         with self._quiet():

@@ -38,8 +38,8 @@ def tagged_layer(viewer: Any, tag: str, role: str) -> Any:
 class SessionLayers:
     """Creates and owns the session's Points, Shapes and Labels layers in ``viewer``.
 
-    ``tag`` names the session (its label store and frames): layers that an earlier session with the same tag left in
-    the viewer (the dock closed, the layers kept) are taken over instead of adding new ones."""
+    ``tag`` names the session's label store: layers that an earlier session on the same store left in the viewer
+    (its dock closed, the layers kept) are taken over instead of adding new ones."""
 
     def __init__(
         self, viewer: Any, image: Any, choice: StackChoice, labels_array: Any, frame_shape: tuple[int, int],
