@@ -27,12 +27,13 @@ class Progress:
     """
 
     def __init__(self, total: int, *, done: int = 0, label: str = "", stream: TextIO | None = None,
-                 enabled: bool = True) -> None:
+                 enabled: bool = True, unit: str = "frame") -> None:
         self.total = max(1, total)
         self.done = done
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled
+        self.unit = unit
         self.interactive = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
         self._start = time.monotonic()
         self._counted = 0
@@ -59,7 +60,7 @@ class Progress:
         text = f"{self.label} {self.done}/{self.total} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}]"
         rate = self.seconds_per_frame()
         if rate is not None:
-            text += f" {rate:.2f} s/frame, {format_duration(rate * (self.total - self.done))} left"
+            text += f" {rate:.2f} s/{self.unit}, {format_duration(rate * (self.total - self.done))} left"
         return text
 
     def _draw(self, force: bool = False) -> None:

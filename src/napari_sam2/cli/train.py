@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 from pathlib import Path
 
 from napari_sam2.cli.errors import CliError, Interrupted, UsageError
-from napari_sam2.cli.progress import format_duration
+from napari_sam2.cli.progress import Progress, format_duration
 
 TRAIN_HELP = """\
 Train SAM 2 on labelled stacks (the data engine's retraining step): clips of 8 frames with up to 3 objects,
@@ -194,7 +193,9 @@ def run_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     trainer, description = build_trainer(args)
     model = trainer.model
-    say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+    bar = Progress(trainer.settings.steps, done=trainer.run_state.step, label="train", enabled=not args.quiet,
+                   unit="step")
+    say = bar.message
     say(description)
     stop = {"signal": None}
 
@@ -215,6 +216,7 @@ def run_train(args: argparse.Namespace) -> int:
             parts.append(f"val J {p.validation.j:.3f} F {p.validation.f:.3f} J&F {p.validation.jf:.3f}")
         if p.saved:
             parts.append("saved")
+        bar.advance(p.step - bar.done)
         say(" · ".join(parts))
 
     try:
@@ -224,6 +226,7 @@ def run_train(args: argparse.Namespace) -> int:
     except FloatingPointError as exc:
         raise CliError(f"{exc}; lower --lr, or resume from the last save with the same command") from None
     finally:
+        bar.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         torch.set_grad_enabled(True)
