@@ -149,13 +149,13 @@ class PropagationDriver(QObject):
         self._on_step(frame)
         if self._cancelling:
             return
-        bar = self._bar  # napari's progress bar processes Qt events while updating: this may re-enter
+        self._report(f"{self.word} {frame}")
+        bar = self._bar  # napari's progress bar processes Qt events while updating: this may re-enter (and end)
         if bar is not None:
             with self._lock:
                 bar.total = run.done + run.remaining()
             bar.set_description(f"SAM 2: propagated {self.word} {frame}")
             bar.update(1)
-        self._report(f"{self.word} {frame}")
 
     def _finished(self) -> None:
         if self.run is None:
