@@ -39,8 +39,8 @@ def collect_info(cache_dir: str | None = None) -> dict[str, Any]:
     """The report of ``napari-sam2 info`` as a dict."""
     import torch
 
-    from napari_sam2.model import MODEL_NAMES
-    from napari_sam2.model.hub import HUB_REPOS, cached_checkpoint, default_cache_dir
+    from napari_sam2.model import MODEL_NAMES, STARTER_NAME
+    from napari_sam2.model.hub import HUB_REPOS, cached_checkpoint, default_cache_dir, packaged_checkpoint
 
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     checkpoints = {}
@@ -59,6 +59,7 @@ def collect_info(cache_dir: str | None = None) -> dict[str, Any]:
                           "--cache-dir" if cache_dir else "default",
         "huggingface_hub": importlib.util.find_spec("huggingface_hub") is not None,
         "checkpoints": checkpoints,
+        "shipped": {STARTER_NAME: str(packaged_checkpoint(STARTER_NAME) or "missing")},
     }
 
 
@@ -80,6 +81,8 @@ def format_info(report: dict[str, Any]) -> str:
     for name, c in report["checkpoints"].items():
         state = f"cached, {c['size_mb']} MB" if c["cached"] else f"not downloaded (napari-sam2 fetch {name})"
         lines.append(f"  {name:<{width}}  {state}")
+    for name, path in report.get("shipped", {}).items():
+        lines.append(f"  {name:<{width}}  shipped with napari-sam2, works offline ({path})")
     hub = "installed" if report["huggingface_hub"] else "missing (fetch needs it: reinstall napari-sam2)"
     lines.append(f"huggingface_hub: {hub}")
     return "\n".join(lines)

@@ -81,7 +81,8 @@ def _add_segment(commands) -> None:
     where.add_argument("--axes", metavar="tzyx", help="names of the stack's axes, where its metadata has none")
     model = p.add_argument_group("model")
     model.add_argument("--model", default=None, metavar="NAME",
-                       help=f"SAM 2 model (default {DEFAULT_MODEL}; the list: napari-sam2 info)")
+                       help=f"SAM 2 model (default {DEFAULT_MODEL} where its checkpoint is cached or can be "
+                            "downloaded, else the shipped 'starter'; the list: napari-sam2 info)")
     weights = model.add_mutually_exclusive_group()
     weights.add_argument("--checkpoint", metavar="PATH",
                          help="checkpoint file (default: the cached one, downloaded on first use)")

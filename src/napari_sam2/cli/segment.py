@@ -43,7 +43,6 @@ try:
 except ImportError:  # Windows: no advisory locks; one writer at a time is then the user's care
     fcntl = None
 
-DEFAULT_MODEL = "sam2.1_hiera_tiny"
 IMAGEJ_AXES = set("tzcyx")
 
 
@@ -137,7 +136,8 @@ def plan_run(args: Namespace) -> Plan:
     key = view_key(data.source.frame_axis, data.source.position)
     record = _existing_record(out, data, key)
     export = _check_export(args, data, record)
-    model = choose_model(args.model, args.image_size, args.checkpoint, args.random_weights)
+    model = choose_model(args.model, args.image_size, args.checkpoint, args.random_weights,
+                         notify=lambda text: say(args, f"note: {text}"))
     device = pick_device(args.device)
     identity = {**data.identity(), **model.identity(), "direction": args.direction, "precision": args.precision}
     if args.encoder_batch != 1:
