@@ -143,8 +143,12 @@ def augment_clip(
     noise = torch.where(draw.chance(settings.noise_prob), draw.uniform(*settings.noise_sigma), 0.0)
     if bool((noise > 0).any()):
         x = x + per_clip(noise) * draw.normal(b, t, *size)
-    x = x.clamp(0, 1)
+    return grey_to_model_input(x.clamp(0, 1)), m.reshape(b, t, k, *size) > 0.5
+
+
+def grey_to_model_input(x: torch.Tensor) -> torch.Tensor:
+    """(B, T, S, S) grey in [0, 1] → (B, T, 3, S, S) float32 with ImageNet mean and std, as inference prepares it."""
+    b, t = x.shape[:2]
     mean_rgb = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 1, 3, 1, 1)
     std_rgb = torch.tensor(IMAGENET_STD, device=x.device).view(1, 1, 3, 1, 1)
-    images = (x[:, :, None].expand(b, t, 3, *size) - mean_rgb) / std_rgb
-    return images.contiguous(), m.reshape(b, t, k, *size) > 0.5
+    return ((x.float()[:, :, None].expand(b, t, 3, *x.shape[-2:]) - mean_rgb) / std_rgb).contiguous()

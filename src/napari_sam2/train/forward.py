@@ -20,11 +20,10 @@ import torch
 
 from napari_sam2.engine.memory_bank import COND, plan_memory
 from napari_sam2.engine.state import ObjectTrack
+from napari_sam2.engine.tracker import PREV_LOGITS_CLAMP
 from napari_sam2.model import FrameFeatures, HeadOutput, PointerMemory, SAM2Model, SpatialMemory
 
 from .interaction import InteractionRecipe, PromptSchedule, sample_box, sample_correction, sample_first_click
-
-PREV_LOGITS_CLAMP = 32.0  # as the session clamps earlier logits fed back with corrective clicks
 
 
 @dataclass(frozen=True)

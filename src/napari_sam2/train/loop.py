@@ -20,9 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from napari_sam2.engine.frames import IMAGENET_MEAN, IMAGENET_STD
 from napari_sam2.model import SAM2Model
 
+from .augment import grey_to_model_input
 from .clips import ClipSampler, augment_clip, collate_clips
 from .forward import SimulatedUser, forward_clips
 from .interaction import InteractionRecipe, sample_schedule
@@ -80,12 +80,10 @@ def to_model_input(frames: torch.Tensor, masks: torch.Tensor, image_size: int) -
     normalised as the session normalises, masks (B, T, K, S, S) bool."""
     b, t, h, w = frames.shape
     size = (image_size, image_size)
-    x = frames.reshape(b * t, 1, h, w).float()
+    x = frames.float()
     if (h, w) != size:
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    images = ((x.expand(-1, 3, -1, -1) - mean) / std).reshape(b, t, 3, *size)
+    images = grey_to_model_input(x)
     m = masks.reshape(b * t, -1, h, w).float()
     if (h, w) != size:
         m = F.interpolate(m, size=size, mode="nearest")
