@@ -78,13 +78,16 @@ def test_objects_with_different_memories_are_batched_and_stay_independent(model,
     sizes = []
     original = together.tracker.run_tracking
 
-    def spy(tracks, frame, plan, upcoming=()):
+    def spy(tracks, frame, plans, upcoming=()):
         sizes.append(len(tracks))
-        return original(tracks, frame, plan, upcoming)
+        assert len({p.layout for p in plans}) == 1 and len({p for p in plans}) <= 2
+        return original(tracks, frame, plans, upcoming)
 
     together.tracker.run_tracking = spy
     both = run(together)
-    assert max(sizes) == 2  # objects 2 and 3 share every memory plan; object 1 is prompted elsewhere
+    # objects 2 and 3 share every memory plan; object 1, prompted on another frame, joins their batch once its
+    # memories have the same layout (same slots, same number of pointers), attending to its own frames
+    assert max(sizes) == 3
     for obj_id, prompt in [(1, ("p", 0, [[28, 28]])), (2, ("p", 3, [[58, 55]])), (3, ("b", 3, (20, 60, 45, 85)))]:
         alone = Session(model, frames, device="cpu")
         kind, frame, value = prompt

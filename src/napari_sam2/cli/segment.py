@@ -140,7 +140,7 @@ def plan_run(args: Namespace) -> Plan:
                          notify=lambda text: say(args, f"note: {text}"))
     device = pick_device(args.device)
     identity = {**data.identity(), **model.identity(), "direction": args.direction, "precision": args.precision}
-    if args.encoder_batch != 1:
+    if args.encoder_batch is not None:
         identity["encoder_batch"] = args.encoder_batch
     if args.lost_patience is not None:
         identity["lost_patience"] = args.lost_patience
@@ -238,10 +238,9 @@ def _make_session(plan: Plan, model: Any, record: RunRecord, args: Namespace) ->
     from napari_sam2.engine import Session
     from napari_sam2.engine.persistence import SessionStateError
 
-    # One frame per image-encoder call by default: batched calls give results that differ in the last bits with
-    # the batch's make-up, which depends on where a run (re)started — and a resumed run must give the same labels.
+    # Batched encoding uses fixed aligned blocks of frames, so a resumed run gives the same labels.
     session = Session(model, plan.data.source, device=plan.device, precision=args.precision,
-                      encoder_batch_size=args.encoder_batch)
+                      encoder_batch_size=args.encoder_batch or "auto")
     if record.data["state"] is None:
         apply_prompts(session, plan)
         return session

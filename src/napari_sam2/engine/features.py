@@ -3,6 +3,10 @@
 The image encoder is the one part of SAM 2 whose result does not depend on prompts or memory, so a
 correction never recomputes it for a frame still in the cache. Reading the next frames runs in a background
 thread while the current frame computes; their scaling and normalisation run on the compute device.
+
+With ``batch_size`` B > 1, frames are encoded in fixed, aligned blocks (frames B·k … B·k + B − 1): a batched
+encoder's result depends in its last bits on a frame's batch-mates, so a frame always gets the same ones —
+whichever frame asked first, in either direction, and in a run resumed elsewhere.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ class FeatureCache:
         device: torch.device,
         *,
         max_bytes: int = 1 << 30,
-        batch_size: int = 4,
+        batch_size: int = 1,
     ) -> None:
         self.model = model
         self.preparer = preparer
@@ -49,26 +53,35 @@ class FeatureCache:
     def __contains__(self, frame: int) -> bool:
         return frame in self._cache
 
+    def block(self, frame: int) -> list[int]:
+        """The frames encoded together with ``frame``: its aligned block of ``batch_size`` frames."""
+        if self.batch_size == 1:
+            return [frame]
+        start = frame - frame % self.batch_size
+        return list(range(start, min(start + self.batch_size, len(self.preparer))))
+
     def get(self, frame: int, upcoming: Sequence[int] = ()) -> FrameFeatures:
-        """Features of ``frame``; frames in ``upcoming`` not yet cached are encoded in the same batch (up to
-        ``batch_size``) and the ones after are read and prepared in the background."""
+        """Features of ``frame`` (its whole block is encoded and cached if it was not); the blocks of the
+        ``upcoming`` frames are read and prepared in the background meanwhile."""
         if frame in self._cache:
             self._cache.move_to_end(frame)
             self._prefetch(upcoming)
             return self._cache[frame]
-        todo = [frame] + [t for t in upcoming if t not in self._cache and t != frame][: self.batch_size - 1]
+        todo = self.block(frame)
         loaded = torch.stack([self._loaded(t) for t in todo])
         if self.device.type == "cuda":
             loaded = loaded.pin_memory()
         images = self.preparer.finish(loaded.to(self.device, non_blocking=True))
-        self._prefetch([t for t in upcoming if t not in todo])
+        self._prefetch(upcoming)
         feats = self.model.encode_image(images)
         self.encoded_frames += len(todo)
         for i, t in enumerate(todo):
-            self._store(t, FrameFeatures(
-                feats.vision[i : i + 1], feats.vision_pos[i : i + 1],
-                (feats.high_res[0][i : i + 1], feats.high_res[1][i : i + 1]),
-            ))
+            if t not in self._cache or t == frame:
+                self._store(t, FrameFeatures(
+                    feats.vision[i : i + 1], feats.vision_pos[i : i + 1],
+                    (feats.high_res[0][i : i + 1], feats.high_res[1][i : i + 1]),
+                ))
+        self._cache.move_to_end(frame)
         return self._cache[frame]
 
     def _loaded(self, frame: int) -> torch.Tensor:
@@ -76,9 +89,14 @@ class FeatureCache:
         return future.result() if future is not None else self.preparer.load(frame)
 
     def _prefetch(self, upcoming: Sequence[int]) -> None:
-        for t in list(upcoming)[: self.batch_size]:
-            if t not in self._cache and t not in self._pending:
-                self._pending[t] = self._pool.submit(self.preparer.load, t)
+        """Read ahead the frames of the first block (of the upcoming frames) that is not cached."""
+        for t in upcoming:
+            if t in self._cache:
+                continue
+            for u in self.block(t):
+                if u not in self._cache and u not in self._pending:
+                    self._pending[u] = self._pool.submit(self.preparer.load, u)
+            return
 
     def _store(self, frame: int, features: FrameFeatures) -> None:
         # keep un-batched copies so one evicted frame frees its memory

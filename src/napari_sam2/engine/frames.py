@@ -115,6 +115,7 @@ class FramePreparer:
         self._range = IntensityRange(*intensity_range) if intensity_range is not None else None
         self._mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32)[:, None, None]
         self._std = torch.tensor(IMAGENET_STD, dtype=torch.float32)[:, None, None]
+        self._uint16 = False  # frames are uint16, carried to the device as int16 bits
 
     def __len__(self) -> int:
         return self.num_frames
@@ -128,47 +129,67 @@ class FramePreparer:
             raise FrameError(f"frame {index} has shape {frame.shape}, expected {(self.height, self.width)}")
         return frame
 
-    def to_unit_rgb(self, frame: np.ndarray) -> np.ndarray:
-        """A frame as (H, W, 3): uint8 kept as is (scaled on the device), other dtypes as float32 in [0, 1]."""
+    def load(self, index: int) -> torch.Tensor:
+        """Frame ``index`` read from the source, as little host work as possible: (H, W) or (H, W, 3) in the
+        frame's own dtype (uint16 carried as int16 bits, float64 as float32) for the "auto"/"percentile" modes,
+        float32 in [0, 1] for "minmax" and callables. ``finish`` does the rest on the compute device."""
+        return self.load_frame(self.read(index))
+
+    def load_frame(self, frame: np.ndarray) -> torch.Tensor:
+        """``load`` for a frame already read."""
         if frame.ndim == 3 and frame.shape[-1] == 1:
             frame = frame[..., 0]
-        if self.normalization == "auto" and frame.dtype == np.uint8:
-            unit = frame
-        elif callable(self.normalization):
-            unit = np.asarray(self.normalization(frame), dtype=np.float32)
-        elif self.normalization == "minmax":
-            finite = frame[np.isfinite(frame)] if frame.dtype.kind == "f" else frame
-            low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-            unit = IntensityRange(low, high if high > low else low + 1.0).apply(frame)
-        elif self.normalization in ("auto", "percentile"):
-            if self._range is None:
-                self._range = estimate_intensity_range(self.frames, self.percentiles)
-            unit = self._range.apply(frame)
-        else:
+        if callable(self.normalization) or self.normalization == "minmax":
+            return torch.from_numpy(np.ascontiguousarray(self._host_unit(frame)))
+        if self.normalization not in ("auto", "percentile"):
             raise ValueError(f"unknown normalization {self.normalization!r}")
-        if unit.ndim == 2:
-            unit = np.repeat(unit[..., None], 3, axis=-1)
-        return unit
+        if frame.dtype == np.uint8 and self.normalization == "auto":
+            return torch.from_numpy(np.ascontiguousarray(frame))
+        if self._range is None:
+            self._range = estimate_intensity_range(self.frames, self.percentiles)
+        if frame.dtype == np.uint16:
+            self._uint16 = True
+            return torch.from_numpy(np.ascontiguousarray(frame).view(np.int16))
+        if frame.dtype in (np.uint8, np.int8, np.int16, np.int32, np.float32):
+            return torch.from_numpy(np.ascontiguousarray(frame))
+        return torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32))
 
-    def load(self, index: int) -> torch.Tensor:
-        """Frame ``index`` read and mapped to (H, W, 3): uint8, or float32 in [0, 1]. Cheap CPU work only."""
-        return torch.from_numpy(np.ascontiguousarray(self.to_unit_rgb(self.read(index))))
+    def _host_unit(self, frame: np.ndarray) -> np.ndarray:
+        if callable(self.normalization):
+            return np.asarray(self.normalization(frame), dtype=np.float32)
+        finite = frame[np.isfinite(frame)] if frame.dtype.kind == "f" else frame
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        return IntensityRange(low, high if high > low else low + 1.0).apply(frame)
 
-    def finish(self, loaded: torch.Tensor) -> torch.Tensor:
-        """Loaded frames (B, H, W, 3) on any device → normalised (B, 3, S, S) float32 model input.
+    def finish(self, loaded: torch.Tensor, *, resize: bool = True, normalise: bool = True) -> torch.Tensor:
+        """Loaded frames (B, H, W) or (B, H, W, 3) on any device → (B, 3, S, S) float32 model input.
 
-        uint8 is divided by 255 in float64 and then rounded to float32, as the reference does in numpy
-        (``load_video_frames``), so the input tensor is bit-identical to the reference's.
+        uint8 in the "auto" mode is divided by 255 in float64 and then rounded to float32, as the reference does
+        in numpy (``load_video_frames``), so the input tensor is bit-identical to the reference's; raw intensities
+        are mapped through the intensity range (NaN → 0, ±inf → 1/0, clipped to [0, 1]) in float32. Grayscale is
+        resized once and repeated to 3 channels (equal to resizing each copy). ``normalise=False`` stops before
+        the ImageNet mean/std (images in [0, 1]).
         """
-        if loaded.dtype == torch.uint8:
+        if loaded.dtype == torch.uint8 and self.normalization == "auto":
             wide = torch.float32 if loaded.device.type == "mps" else torch.float64  # MPS has no float64
             images = (loaded.to(wide) / 255.0).to(torch.float32)
+        elif loaded.dtype == torch.float32 and (callable(self.normalization) or self.normalization == "minmax"):
+            images = loaded
         else:
-            images = loaded.to(torch.float32)
-        images = images.permute(0, 3, 1, 2)
-        if images.shape[-2:] != (self.image_size, self.image_size):
+            values = loaded
+            if loaded.dtype == torch.int16 and self._uint16:
+                values = loaded.to(torch.int32) & 0xFFFF  # uint16 bits carried as int16
+            low, high = self._range.low, self._range.high
+            scale = high - low if high - low > 0 else 1.0
+            images = (values.to(torch.float32) - np.float32(low)) / np.float32(scale)
+            images = torch.nan_to_num(images, nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0)
+        images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
+        if resize and images.shape[-2:] != (self.image_size, self.image_size):
             images = F.interpolate(images, size=(self.image_size,) * 2, mode="bilinear", align_corners=False,
                                    antialias=True)
+        images = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+        if not normalise:
+            return images
         return (images - self._mean.to(images.device)) / self._std.to(images.device)
 
     def prepare(self, index: int) -> torch.Tensor:

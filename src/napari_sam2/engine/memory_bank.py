@@ -3,8 +3,9 @@
 Same selection as ``SAM2Base._prepare_memory_conditioned_features`` (sam2/modeling/sam2_base.py):
 all conditioning frames (or the ``max_cond_frames_in_attn`` closest), the ``num_maskmem - 1`` frames just
 before the current one in the tracking direction, and object pointers of conditioning frames in the past
-plus of up to ``max_obj_ptrs_in_encoder - 1`` previous frames. A plan names frames only, so objects with
-equal plans can be computed in one batch.
+plus of up to ``max_obj_ptrs_in_encoder - 1`` previous frames. A plan names frames only; objects whose plans
+have the same ``layout`` (temporal slots and number of pointers, whatever frames they name) are computed in one
+batch, each attending to its own memories.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ class MemoryPlan:
 
     spatial: tuple[tuple[int, int, str], ...]
     pointers: tuple[tuple[int, int, str], ...]
+
+    @property
+    def layout(self) -> tuple[tuple[int, ...], int]:
+        """(temporal slot of each spatial memory, number of pointers): what fixes the shapes of a tracking step."""
+        return tuple(slot for _, slot, _ in self.spatial), len(self.pointers)
 
     def lookup(self, track: ObjectTrack, frame: int, store: str) -> FrameOutput:
         return (track.cond if store == COND else track.non_cond)[frame]

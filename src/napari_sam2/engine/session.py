@@ -44,9 +44,9 @@ class Session:
     cpu), or a device; the model is moved there. normalization / intensity_range: see ``FramePreparer``.
     feature_cache_bytes: budget of cached image features; host_budget_bytes: host memory for per-frame
     results before they spill to a disk cache in ``spill_dir`` (default: the system's temporary folder).
-    encoder_batch_size: frames per image-encoder call during propagation. Above 1 is faster on a GPU (about 17 %
-    with tiny at 1024 px on an H200), but a frame's features then depend in their last bits on which frames shared
-    its batch, so a run resumed elsewhere may differ by a few pixels; 1 keeps every result reproducible.
+    encoder_batch_size: frames per image-encoder call, "auto" = 8 on CUDA (faster: the encoder's kernels are
+    shared by the batch) and 1 elsewhere. Frames are encoded in fixed aligned blocks (``FeatureCache.block``),
+    so a frame's features are the same whichever frame asked first and in a resumed run.
     cache_memory_kv: project each memory's attention keys/values once (``model.memory_kv_cache``; default on
     CUDA, where it saves most of memory attention's time; equal up to rounding).
     """
@@ -65,7 +65,7 @@ class Session:
         feature_cache_bytes: int = 1 << 30,
         host_budget_bytes: int = 4 << 30,
         spill_dir: str | None = None,
-        encoder_batch_size: int = 1,
+        encoder_batch_size: int | str = "auto",
         cache_memory_kv: bool | None = None,
     ) -> None:
         self.device = pick_device(device)
@@ -76,8 +76,10 @@ class Session:
         self.height, self.width = self.preparer.height, self.preparer.width
         self.corrections_as_prompts = corrections_as_prompts
         self.precision = precision
+        if encoder_batch_size == "auto":
+            encoder_batch_size = 8 if self.device.type == "cuda" else 1
         self.features = FeatureCache(model, self.preparer, self.device, max_bytes=feature_cache_bytes,
-                                     batch_size=encoder_batch_size)
+                                     batch_size=int(encoder_batch_size))
         self.vault = TensorVault(host_budget_bytes=host_budget_bytes, device=self.device,
                                  device_slots=64 if self.device.type != "cpu" else 0, spill_dir=spill_dir)
         if cache_memory_kv is None:
@@ -281,17 +283,19 @@ class Session:
     def _track_frame(
         self, frame: int, reverse: bool, upcoming: Sequence[int], skip: set[int] = frozenset()
     ) -> list[FrameOutput | None]:
-        """Compute every object not prompted on ``frame`` (nor in ``skip``), batched by memory plan, then
+        """Compute every object not prompted on ``frame`` (nor in ``skip``), in one batch per memory layout
+        (objects prompted on different frames share a batch once their memories have the same shape), then
         commit all at once; skipped objects lose any older result on this frame."""
-        groups: dict[Any, list[ObjectTrack]] = {}
+        groups: dict[Any, list[tuple[ObjectTrack, Any]]] = {}
         for track in self._tracks.values():
             if frame not in track.cond and track.obj_id not in skip:
                 plan = plan_memory(track, frame, reverse=reverse, num_frames=self.num_frames,
                                    config=self.model.config)
-                groups.setdefault(plan, []).append(track)
+                groups.setdefault(plan.layout, []).append((track, plan))
         new: dict[int, FrameOutput] = {}
-        for plan, tracks in groups.items():
-            for track, output in zip(tracks, self.tracker.run_tracking(tracks, frame, plan, upcoming), strict=True):
+        for members in groups.values():
+            tracks, plans = [m[0] for m in members], [m[1] for m in members]
+            for track, output in zip(tracks, self.tracker.run_tracking(tracks, frame, plans, upcoming), strict=True):
                 new[track.obj_id] = output
         for track in self._tracks.values():  # commit: nothing above changed the session
             if track.obj_id in skip and frame not in track.cond:

@@ -65,7 +65,7 @@ class Tracker:
     ) -> FrameOutput:
         """One object's output for its prompts on ``frame``; ``plan`` is None on a first prompt."""
         features = self.features.get(frame)
-        spatial, pointers, ids = self._memories([track], plan) if plan is not None and mask is None else ((), (), ())
+        spatial, pointers, ids = self._memories([track], [plan]) if plan is not None and mask is None else ((), (), ())
         step = self.model.track_step(
             features,
             spatial=spatial,
@@ -96,11 +96,12 @@ class Tracker:
 
     # -- propagation ---------------------------------------------------------------------------------------
     def run_tracking(
-        self, tracks: Sequence[ObjectTrack], frame: int, plan: MemoryPlan, upcoming: Sequence[int] = ()
+        self, tracks: Sequence[ObjectTrack], frame: int, plans: Sequence[MemoryPlan], upcoming: Sequence[int] = ()
     ) -> list[FrameOutput]:
-        """Track several objects that share ``plan`` on ``frame`` in one batch; returns their new outputs."""
+        """Track several objects on ``frame`` in one batch; their ``plans`` (one per track) share one ``layout``
+        but may name different frames. Returns their new outputs."""
         features = self.features.get(frame, upcoming).expand(len(tracks))
-        spatial, pointers, ids = self._memories(tracks, plan)
+        spatial, pointers, ids = self._memories(tracks, plans)
         step = self.model.track_step(features, spatial=spatial, pointers=pointers, num_frames=self.num_frames,
                                      kv_cache=self.kv_cache, memory_ids=ids)
         self._remember_memory_pos(step.memory_pos_enc)
@@ -121,20 +122,24 @@ class Tracker:
 
     # -- internals -----------------------------------------------------------------------------------------
     def _memories(
-        self, tracks: Sequence[ObjectTrack], plan: MemoryPlan
+        self, tracks: Sequence[ObjectTrack], plans: Sequence[MemoryPlan]
     ) -> tuple[list[SpatialMemory], list[PointerMemory], list[tuple[int, ...]]]:
+        """The memories of a batch of tracks, memory j of each object from its own plan (same layout)."""
+        if len({plan.layout for plan in plans}) != 1:
+            raise ValueError("a batch of objects needs memory plans of one layout")
         spatial, ids = [], []
-        for frame, slot, store in plan.spatial:
-            outs = [plan.lookup(t, frame, store) for t in tracks]
+        for j, (_, slot, _) in enumerate(plans[0].spatial):
+            outs = [plan.lookup(t, *plan.spatial[j][::2]) for t, plan in zip(tracks, plans, strict=True)]
             ids.append(tuple(o.memory_id for o in outs))
             feats = torch.cat([self.vault.get(o.memory_id, self.device) for o in outs])
             spatial.append(SpatialMemory(feats, self._memory_pos, slot))
-        pointers = [
-            PointerMemory(
-                torch.cat([plan.lookup(t, frame, store).obj_ptr for t in tracks]).to(self.device), distance
-            )
-            for frame, distance, store in plan.pointers
-        ]
+        pointers = []
+        for j in range(len(plans[0].pointers)):
+            picks = [(plan.lookup(t, plan.pointers[j][0], plan.pointers[j][2]), plan.pointers[j][1])
+                     for t, plan in zip(tracks, plans, strict=True)]
+            distances = tuple(d for _, d in picks)
+            pointer = torch.cat([o.obj_ptr for o, _ in picks]).to(self.device)
+            pointers.append(PointerMemory(pointer, distances[0] if len(set(distances)) == 1 else distances))
         return spatial, pointers, ids
 
     def _remember_memory_pos(self, pos: torch.Tensor | None) -> None:

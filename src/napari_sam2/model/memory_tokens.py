@@ -33,10 +33,11 @@ class SpatialMemory:
 @dataclass(frozen=True)
 class PointerMemory:
     """One frame's object pointer for B objects: pointer (B, C); ``frame_distance`` is the signed distance
-    (current − that frame, negated when tracking backwards) used for its temporal encoding."""
+    (current − that frame, negated when tracking backwards) used for its temporal encoding: one for all objects,
+    or one per object (a tuple of B) when the objects' pointers come from different frames."""
 
     pointer: torch.Tensor
-    frame_distance: int
+    frame_distance: int | tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,13 @@ def assemble_memory_tokens(
         ptrs = torch.stack([p.pointer for p in pointers], dim=0).to(dtype)  # (P, B, C)
         num_ptrs, batch, channels = ptrs.shape
         if add_tpos_enc_to_obj_ptrs:
-            distances = _distances(tuple(p.frame_distance for p in pointers), ptrs.device)
-            tpos_dim = channels if proj_tpos_enc_in_obj_ptrs else mem_dim
-            pos = sine_encoding_1d(distances / max(max_pointer_distance, 1), dim=tpos_dim)
-            pos = obj_ptr_tpos_proj(pos.to(dtype)).unsqueeze(1).expand(-1, batch, mem_dim)
+            per_object = any(isinstance(p.frame_distance, tuple) for p in pointers)
+            values = tuple(_per_object(p.frame_distance, batch) if per_object else p.frame_distance for p in pointers)
+            distances = _distances(values, ptrs.device)  # (P,) or (P, B)
+            pos = pointer_position_encoding(distances, obj_ptr_tpos_proj, max_pointer_distance=max_pointer_distance,
+                                            dim=channels if proj_tpos_enc_in_obj_ptrs else mem_dim, dtype=dtype)
+            pos = pos.unsqueeze(1) if pos.ndim == 2 else pos
+            pos = pos.expand(-1, batch, mem_dim)
         else:
             pos = ptrs.new_zeros(num_ptrs, batch, mem_dim)
         if mem_dim < channels:
@@ -98,6 +102,24 @@ def assemble_memory_tokens(
         positions.append(pos)
         num_pointer_tokens = ptrs.shape[0]
     return MemoryTokens(torch.cat(tokens, dim=0), torch.cat(positions, dim=0), num_pointer_tokens)
+
+
+def pointer_position_encoding(
+    distances: torch.Tensor, obj_ptr_tpos_proj: torch.nn.Module, *, max_pointer_distance: int, dim: int,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """Temporal encoding of object pointers from their frame distances (any shape, e.g. (P,) or (P, B)) →
+    (..., mem_dim): a sine encoding of the distance normalised by ``max_pointer_distance``, projected."""
+    pos = sine_encoding_1d(distances / max(max_pointer_distance, 1), dim=dim)
+    return obj_ptr_tpos_proj(pos.to(dtype))
+
+
+def _per_object(distance: int | tuple[int, ...], batch: int) -> tuple[int, ...]:
+    if isinstance(distance, tuple):
+        if len(distance) != batch:
+            raise ValueError(f"{len(distance)} pointer distances for {batch} objects")
+        return distance
+    return (distance,) * batch
 
 
 _distance_cache: dict[tuple, torch.Tensor] = {}
