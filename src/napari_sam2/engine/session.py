@@ -49,6 +49,8 @@ class Session:
     so a frame's features are the same whichever frame asked first and in a resumed run.
     cache_memory_kv: project each memory's attention keys/values once (``model.memory_kv_cache``; default on
     CUDA, where it saves most of memory attention's time; equal up to rounding).
+    step_graphs: run the steady-state tracking step on static buffers, replayed as a CUDA graph per memory
+    layout (``step_graph``; default on CUDA). True on the CPU runs the same static-buffer code without capture.
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class Session:
         spill_dir: str | None = None,
         encoder_batch_size: int | str = "auto",
         cache_memory_kv: bool | None = None,
+        step_graphs: bool | None = None,
     ) -> None:
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
@@ -84,8 +87,11 @@ class Session:
                                  device_slots=64 if self.device.type != "cpu" else 0, spill_dir=spill_dir)
         if cache_memory_kv is None:
             cache_memory_kv = self.device.type == "cuda"
+        if step_graphs is None:
+            step_graphs = self.device.type == "cuda"
         self.tracker = Tracker(model, self.features, self.vault, num_frames=self.num_frames,
-                               fill_hole_area=fill_hole_area, cache_memory_kv=cache_memory_kv)
+                               fill_hole_area=fill_hole_area, cache_memory_kv=cache_memory_kv,
+                               step_graphs=step_graphs)
         self.compute = ComputeThread(self.device, precision)
         self._tracks: dict[int, ObjectTrack] = {}
         # lost_patience bookkeeping of the pass under way (saved with the state, for exact resumes)

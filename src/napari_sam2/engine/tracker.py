@@ -8,20 +8,21 @@ needs a frame and shares its memory plan is computed in one batched forward pass
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from napari_sam2.model import PointerMemory, SAM2Model, SpatialMemory, TrackStepOutput
+from napari_sam2.model import FrameFeatures, PointerMemory, SAM2Model, SpatialMemory, TrackStepOutput
 
 from .features import FeatureCache
 from .memory_bank import MemoryPlan
 from .postprocess import fill_holes
 from .state import FrameOutput, ObjectTrack, PointPrompt
+from .step_graph import MEMORY_DTYPE, TrackingGraphs
 from .vault import TensorVault
 
-MEMORY_DTYPE = torch.bfloat16  # the reference stores spatial memories in bfloat16, on every device
 PREV_LOGITS_CLAMP = 32.0
 
 
@@ -37,6 +38,7 @@ class Tracker:
         num_frames: int,
         fill_hole_area: int,
         cache_memory_kv: bool = False,
+        step_graphs: bool = False,
     ) -> None:
         self.model = model
         self.features = features
@@ -44,7 +46,9 @@ class Tracker:
         self.num_frames = num_frames
         self.fill_hole_area = fill_hole_area
         self._memory_pos: torch.Tensor | None = None  # the same for every frame and object
-        self.kv_cache = model.new_kv_cache() if cache_memory_kv else None
+        self.kv_cache = model.new_kv_cache() if cache_memory_kv or step_graphs else None
+        self.graphs = (TrackingGraphs(model, self.kv_cache, fill_hole_area=fill_hole_area)
+                       if step_graphs else None)
 
     @property
     def device(self) -> torch.device:
@@ -100,7 +104,12 @@ class Tracker:
     ) -> list[FrameOutput]:
         """Track several objects on ``frame`` in one batch; their ``plans`` (one per track) share one ``layout``
         but may name different frames. Returns their new outputs."""
-        features = self.features.get(frame, upcoming).expand(len(tracks))
+        features = self.features.get(frame, upcoming)
+        if self.graphs is not None:
+            outputs = self._run_static(tracks, features, plans)
+            if outputs is not None:
+                return outputs
+        features = features.expand(len(tracks))
         spatial, pointers, ids = self._memories(tracks, plans)
         step = self.model.track_step(features, spatial=spatial, pointers=pointers, num_frames=self.num_frames,
                                      kv_cache=self.kv_cache, memory_ids=ids)
@@ -122,13 +131,15 @@ class Tracker:
 
     # -- internals -----------------------------------------------------------------------------------------
     def _memories(
-        self, tracks: Sequence[ObjectTrack], plans: Sequence[MemoryPlan]
+        self, tracks: Sequence[ObjectTrack], plans: Sequence[MemoryPlan], *, spatial: bool = True
     ) -> tuple[list[SpatialMemory], list[PointerMemory], list[tuple[int, ...]]]:
-        """The memories of a batch of tracks, memory j of each object from its own plan (same layout)."""
+        """The memories of a batch of tracks, memory j of each object from its own plan (same layout);
+        ``spatial=False`` leaves out the spatial memories (their features are not read)."""
         if len({plan.layout for plan in plans}) != 1:
             raise ValueError("a batch of objects needs memory plans of one layout")
+        chosen = plans[0].spatial if spatial else ()
         spatial, ids = [], []
-        for j, (_, slot, _) in enumerate(plans[0].spatial):
+        for j, (_, slot, _) in enumerate(chosen):
             outs = [plan.lookup(t, *plan.spatial[j][::2]) for t, plan in zip(tracks, plans, strict=True)]
             ids.append(tuple(o.memory_id for o in outs))
             feats = torch.cat([self.vault.get(o.memory_id, self.device) for o in outs])
@@ -141,6 +152,35 @@ class Tracker:
             pointer = torch.cat([o.obj_ptr for o, _ in picks]).to(self.device)
             pointers.append(PointerMemory(pointer, distances[0] if len(set(distances)) == 1 else distances))
         return spatial, pointers, ids
+
+    def _run_static(
+        self, tracks: Sequence[ObjectTrack], features: FrameFeatures, plans: Sequence[MemoryPlan]
+    ) -> list[FrameOutput] | None:
+        """The step through ``TrackingGraphs`` (static buffers, a CUDA graph on the GPU); None where it does not
+        apply (no spatial memory yet, or a layout met for the first time: then the eager step runs)."""
+        if not plans[0].spatial or self._memory_pos is None:
+            return None
+        memories = []
+        for j in range(len(plans[0].spatial)):
+            per_object = []
+            for track, plan in zip(tracks, plans, strict=True):
+                frame, _, store = plan.spatial[j]
+                memory_id = plan.lookup(track, frame, store).memory_id
+                per_object.append((memory_id, functools.partial(self.vault.get, memory_id, self.device)))
+            memories.append(per_object)
+        _, pointers, _ = self._memories(tracks, plans, spatial=False)
+        step = self.graphs.run(features, memories, plans[0].layout[0], pointers, self._memory_pos,
+                               num_frames=self.num_frames)
+        if step is None:
+            return None
+        outputs = []
+        for i in range(len(tracks)):
+            memory_id = self.vault.put(step.memory[i : i + 1])
+            self.kv_cache.insert(memory_id, [(k[i : i + 1], v[i : i + 1]) for k, v in step.memory_kv])
+            outputs.append(FrameOutput(pred_masks_id=self.vault.put(step.low_res_masks[i : i + 1]),
+                                       obj_ptr=step.obj_ptr[i : i + 1], object_score=step.object_score[i],
+                                       memory_id=memory_id))
+        return outputs
 
     def _remember_memory_pos(self, pos: torch.Tensor | None) -> None:
         if self._memory_pos is None and pos is not None:

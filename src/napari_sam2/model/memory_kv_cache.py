@@ -21,6 +21,22 @@ from .memory_attention import MemoryAttention, MemoryKV
 from .rotary import apply_rotary, rotate_keys
 
 
+def project_memory_bases(
+    attention: MemoryAttention, memory: torch.Tensor, pos_enc: torch.Tensor, rotation: torch.Tensor
+) -> list[MemoryKV]:
+    """Per layer, the rotated cross-attention keys and the values of spatial memories, without slot encoding:
+    memory (B, mem_dim, h, w) in the compute dtype, pos_enc (1 or B, mem_dim, h, w) →
+    [(keys (B, heads, HW, head_dim), values (B, heads, HW, head_dim))] per layer."""
+    tokens = memory.flatten(2).transpose(1, 2)  # (B, HW, mem_dim)
+    pos = pos_enc.flatten(2).transpose(1, 2).to(tokens.dtype)
+    kv = []
+    for module in attention.layers:
+        attn = module.cross_attn_image
+        k = rotate_keys(attn.separate_heads(attn.k_proj(tokens + pos)), rotation)
+        kv.append((k, attn.separate_heads(attn.v_proj(tokens))))
+    return kv
+
+
 class MemoryKVCache:
     """LRU of per-layer (key, value) heads of single-object spatial memories, keyed by the caller's ids."""
 
@@ -72,22 +88,47 @@ class MemoryKVCache:
                 per_layer_v[layer].append(attn.separate_heads(attn.v_proj(tokens)))
         return [(torch.cat(k, dim=-2), torch.cat(v, dim=-2)) for k, v in zip(per_layer, per_layer_v, strict=True)]
 
+    def __contains__(self, key: int) -> bool:
+        return key in self._entries
+
+    def base(self, key: int, features: torch.Tensor, pos_enc: torch.Tensor, feat_hw: tuple[int, int],
+             dtype: torch.dtype) -> list[MemoryKV]:
+        """Per layer, the cached (rotated key, value) heads (1, heads, HW, head_dim) of one object's memory
+        ``features`` (1, mem_dim, h, w) stored under ``key``, computed now if not cached; no slot encoding."""
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        rotation = self.attention.rotation(feat_hw, self.maskmem_tpos_enc.device)
+        return self._base(key, features, 0, pos_enc[:1], rotation, dtype)
+
+    def insert(self, key: int, kv: list[MemoryKV]) -> None:
+        """Store the per-layer (key, value) heads of a memory computed elsewhere (``project_memory_bases``)."""
+        self._entries[key] = kv
+        self._entries.move_to_end(key)
+        self._evict()
+
     def _base(self, key: int, features: torch.Tensor, index: int, pos_enc: torch.Tensor, rotation: torch.Tensor,
               dtype: torch.dtype):
         if key in self._entries:
             self._entries.move_to_end(key)
             return self._entries[key]
-        memory = features[index : index + 1].to(dtype).flatten(2).transpose(1, 2)  # (1, HW, mem_dim)
-        pos = pos_enc.flatten(2).transpose(1, 2).to(memory.dtype)
-        kv = []
-        for module in self.attention.layers:
-            attn = module.cross_attn_image
-            k = rotate_keys(attn.separate_heads(attn.k_proj(memory + pos)), rotation)
-            kv.append((k, attn.separate_heads(attn.v_proj(memory))))
+        memory = features[index : index + 1].to(dtype)
+        kv = project_memory_bases(self.attention, memory, pos_enc, rotation)
         self._entries[key] = kv
+        self._evict()
+        return kv
+
+    def _evict(self) -> None:
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
-        return kv
+
+    def slot_tables(self, slots: Sequence[int], feat_hw: tuple[int, int], dtype: torch.dtype) -> list[torch.Tensor]:
+        """Per layer, the slot encodings of a sequence of spatial memories laid end to end:
+        (1, heads, len(slots) · HW, head_dim)."""
+        rotation = self.attention.rotation(feat_hw, self.maskmem_tpos_enc.device)
+        per_slot = [self._slot_table(slot, rotation, dtype) for slot in slots]
+        layers = range(len(self.attention.layers))
+        return [torch.cat([tables[layer] for tables in per_slot], dim=-2) for layer in layers]
 
     def _slot_table(self, slot: int, rotation: torch.Tensor, dtype: torch.dtype) -> list[torch.Tensor]:
         """Per layer, R(W_k t_slot) over the grid: (1, heads, HW, head_dim)."""

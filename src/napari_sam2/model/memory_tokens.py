@@ -60,6 +60,7 @@ def assemble_memory_tokens(
     add_tpos_enc_to_obj_ptrs: bool,
     proj_tpos_enc_in_obj_ptrs: bool,
     dtype: torch.dtype | None = None,
+    pointer_distances: torch.Tensor | None = None,
 ) -> MemoryTokens:
     """Concatenate spatial memories and object pointers into memory-attention tokens.
 
@@ -85,9 +86,12 @@ def assemble_memory_tokens(
         ptrs = torch.stack([p.pointer for p in pointers], dim=0).to(dtype)  # (P, B, C)
         num_ptrs, batch, channels = ptrs.shape
         if add_tpos_enc_to_obj_ptrs:
-            per_object = any(isinstance(p.frame_distance, tuple) for p in pointers)
-            values = tuple(_per_object(p.frame_distance, batch) if per_object else p.frame_distance for p in pointers)
-            distances = _distances(values, ptrs.device)  # (P,) or (P, B)
+            distances = pointer_distances
+            if distances is None:
+                per_object = any(isinstance(p.frame_distance, tuple) for p in pointers)
+                values = tuple(_per_object(p.frame_distance, batch) if per_object else p.frame_distance
+                               for p in pointers)
+                distances = _distances(values, ptrs.device)  # (P,) or (P, B)
             pos = pointer_position_encoding(distances, obj_ptr_tpos_proj, max_pointer_distance=max_pointer_distance,
                                             dim=channels if proj_tpos_enc_in_obj_ptrs else mem_dim, dtype=dtype)
             pos = pos.unsqueeze(1) if pos.ndim == 2 else pos

@@ -1,0 +1,269 @@
+"""The steady-state tracking step of a batch of objects, on static buffers, replayed as a CUDA graph.
+
+Once an object has been tracked for a few frames, every frame runs the same work on tensors of the same shapes:
+memory attention over the same number of memories, the SAM heads, the memory encoder, hole filling and the
+projection of the new memory's attention keys and values. Launched one kernel at a time from Python, that is
+~950 launches a frame, and the CPU, not the GPU, sets the pace (../shared/docs/PERFORMANCE.md). Here the step
+is captured once per *layout* — (object-count bucket, temporal slots of the spatial memories, number of
+pointers) — and replayed: the frame's inputs are copied into the graph's static buffers (the memories' cached
+keys and values with one multi-tensor copy), one replay computes everything, and the outputs are copied out.
+
+A layout is captured when it comes back within a few steps (the first frames of a pass, where the memory grows
+by a frame at a time, each have a layout of their own and run eagerly). On the CPU (or with ``use_graphs=False``)
+the same code runs on the same buffers without capture, which is how the tests compare it with the eager step.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from napari_sam2.model import FrameFeatures, PointerMemory, SAM2Model
+from napari_sam2.model.memory_kv_cache import MemoryKV, MemoryKVCache, project_memory_bases
+from napari_sam2.model.memory_tokens import assemble_memory_tokens
+
+from .postprocess import fill_holes
+
+MEMORY_DTYPE = torch.bfloat16  # the reference stores spatial memories in bfloat16, on every device
+
+
+def batch_bucket(count: int) -> int:
+    """Objects per captured batch: exact up to 4, then a multiple of 8 (fewer captures as objects come and go)."""
+    return count if count <= 4 else -(-count // 8) * 8
+
+
+@dataclass
+class StepOutputs:
+    """A batch's results: low-resolution logits after hole filling (B, 1, S/4, S/4) float32, object pointers
+    (B, C) float32, object-score logits (B,) float32, new spatial memories (B, mem_dim, h, w) bfloat16, and
+    per layer the new memories' (keys, values) heads (B, heads, HW, head_dim) for the key/value cache."""
+
+    low_res_masks: torch.Tensor
+    obj_ptr: torch.Tensor
+    object_score: torch.Tensor
+    memory: torch.Tensor
+    memory_kv: list[MemoryKV]
+
+
+class _Buffers:
+    """The static inputs and outputs of one layout, and its graph once captured."""
+
+    def __init__(self, features: FrameFeatures, bases: list[MemoryKV], tables: list[torch.Tensor], batch: int,
+                 num_spatial: int, num_pointers: int, channels: int) -> None:
+        def like(x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros_like(x[:1])
+
+        self.vision, self.vision_pos = like(features.vision), like(features.vision_pos)
+        self.high_res = (like(features.high_res[0]), like(features.high_res[1]))
+        k0, v0 = bases[0]
+        heads, grid, head_dim = k0.shape[1], k0.shape[2], k0.shape[3]
+        self.grid = grid
+        self.spatial_tokens = num_spatial * grid
+        self.tables = tables
+        self.num_pointers = num_pointers
+        self.pointers = torch.zeros(num_pointers, batch, channels, device=k0.device)
+        self.distances = torch.zeros(num_pointers, batch, device=k0.device)
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        self.pointer_tokens = 0
+        self._shape = (batch, heads, head_dim, k0.dtype, v0.dtype)
+        self.dst: list[torch.Tensor] = []  # views of keys/values receiving each object's cached memory
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.outputs: StepOutputs | None = None
+
+    def allocate(self, pointer_tokens: int) -> None:
+        batch, heads, head_dim, k_dtype, v_dtype = self._shape
+        total = self.spatial_tokens + pointer_tokens
+        device = self.pointers.device
+        self.pointer_tokens = pointer_tokens
+        self.keys = [torch.zeros(batch, heads, total, head_dim, dtype=k_dtype, device=device) for _ in self.tables]
+        self.values = [torch.zeros(batch, heads, total, head_dim, dtype=v_dtype, device=device) for _ in self.tables]
+
+
+class TrackingGraphs:
+    """Runs tracking steps on static buffers per layout, as CUDA graphs where the device allows.
+
+    model / kv_cache: the session's model and its memory key/value cache (required: the graph reads memories as
+    cached keys and values); fill_hole_area: as the tracker's. max_graphs: layouts kept at once (least recently
+    used dropped, with their device memory).
+    """
+
+    def __init__(self, model: SAM2Model, kv_cache: MemoryKVCache, *, fill_hole_area: int,
+                 use_graphs: bool | None = None, max_graphs: int = 3) -> None:
+        self.model = model
+        self.kv_cache = kv_cache
+        self.fill_hole_area = fill_hole_area
+        self.use_graphs = use_graphs
+        self.max_graphs = max_graphs
+        self.eager_first = True  # a layout new to this frame runs eagerly (the growing memory of a pass's start)
+        self._layouts: OrderedDict[tuple, _Buffers] = OrderedDict()
+        self._recent: deque[tuple] = deque(maxlen=8)  # the layouts of the last steps
+        self.captures = 0  # how many graphs were captured (for tests and stats)
+        self.replays = 0
+        self.static_steps = 0  # steps run on static buffers (replayed or not)
+
+    def run(
+        self,
+        features: FrameFeatures,
+        memories: Sequence[Sequence[tuple[int, Callable[[], torch.Tensor]]]],
+        slots: tuple[int, ...],
+        pointers: Sequence[PointerMemory],
+        memory_pos: torch.Tensor,
+        *,
+        num_frames: int,
+    ) -> StepOutputs | None:
+        """One tracking step of B objects, or None where this layout has no buffers yet and was not met in the
+        last few steps (with ``eager_first``): the caller runs its eager step.
+
+        features: the frame's (batch 1); memories: per spatial memory (in slot order), per object
+        (vault id, a function giving its features (1, mem_dim, h, w), called only if not cached); slots: their
+        temporal slots; pointers: per pointer, (B, C) pointers and per-object distances; memory_pos:
+        (1, mem_dim, h, w).
+        """
+        batch = len(memories[0]) if memories else pointers[0].pointer.shape[0]
+        bucket = batch_bucket(batch)
+        dtype = features.vision.dtype
+        key = (bucket, slots, len(pointers), dtype, tuple(features.vision.shape[-2:]))
+        recent = key in self._recent
+        self._recent.append(key)
+        if key not in self._layouts and self.eager_first and not recent:
+            return None
+        feat_hw = tuple(features.vision.shape[-2:])
+        cache = self.kv_cache
+        bases = [[cache.base(mid, None if mid in cache else get(), memory_pos, feat_hw, dtype) for mid, get in objs]
+                 for objs in memories]
+        buffers = self._layouts.get(key)
+        if buffers is None:
+            buffers = self._new_buffers(key, features, bases, slots, len(pointers), bucket, feat_hw, dtype)
+        self._layouts.move_to_end(key)
+        self._fill(buffers, features, bases, pointers, batch)
+        if buffers.graph is None and self._graphs_on(features.vision):
+            self._capture(buffers, memory_pos, num_frames)
+        self.static_steps += 1
+        if buffers.graph is not None:
+            buffers.graph.replay()
+            self.replays += 1
+            out = buffers.outputs
+        else:
+            out = self._core(buffers, memory_pos, num_frames)
+        return StepOutputs(
+            out.low_res_masks[:batch].clone(), out.obj_ptr[:batch].clone(), out.object_score[:batch].clone(),
+            out.memory[:batch].clone(), [(k[:batch].clone(), v[:batch].clone()) for k, v in out.memory_kv],
+        )
+
+    def clear(self) -> None:
+        self._layouts.clear()
+        self._recent.clear()
+
+    # -- internals -----------------------------------------------------------------------------------------
+    def _graphs_on(self, x: torch.Tensor) -> bool:
+        return x.device.type == "cuda" if self.use_graphs is None else bool(self.use_graphs and x.is_cuda)
+
+    def _new_buffers(self, key, features, bases, slots, num_pointers, bucket, feat_hw, dtype) -> _Buffers:
+        tables = self.kv_cache.slot_tables(slots, feat_hw, bases[0][0][0][0].dtype) if slots else []
+        first = bases[0][0] if bases else None
+        if first is None:
+            raise ValueError("a graphed tracking step needs at least one spatial memory")
+        buffers = _Buffers(features, first, tables, bucket, len(slots), num_pointers, self.model.config.d_model)
+        buffers.allocate(self._pointer_token_count(num_pointers))
+        buffers.dst = [  # where each object's cached memory keys/values go, for one multi-tensor copy
+            target[b : b + 1, :, j * buffers.grid : (j + 1) * buffers.grid]
+            for layer in range(len(tables))
+            for target in (buffers.keys[layer], buffers.values[layer])
+            for b in range(bucket)
+            for j in range(len(slots))
+        ]
+        self._layouts[key] = buffers
+        while len(self._layouts) > self.max_graphs:
+            self._layouts.popitem(last=False)
+        return buffers
+
+    def _pointer_token_count(self, num_pointers: int) -> int:
+        channels, mem_dim = self.model.config.d_model, self.model.config.mem_dim
+        return num_pointers * (channels // mem_dim if mem_dim < channels else 1)
+
+    def _fill(self, buffers: _Buffers, features: FrameFeatures, bases, pointers: Sequence[PointerMemory],
+              batch: int) -> None:
+        buffers.vision.copy_(features.vision[:1])
+        buffers.vision_pos.copy_(features.vision_pos[:1])
+        buffers.high_res[0].copy_(features.high_res[0][:1])
+        buffers.high_res[1].copy_(features.high_res[1][:1])
+        num_layers, num_spatial, bucket = len(buffers.tables), len(bases), buffers.pointers.shape[1]
+        sources = []
+        for layer in range(num_layers):
+            for kv_index in (0, 1):
+                for b in range(bucket):
+                    for j in range(num_spatial):
+                        sources.append(bases[j][min(b, batch - 1)][layer][kv_index])
+        torch._foreach_copy_(buffers.dst, sources)
+        if pointers:
+            stacked = torch.stack([p.pointer for p in pointers])  # (P, B, C)
+            buffers.pointers[:, :batch].copy_(stacked)
+            distances = torch.tensor([p.frame_distance if isinstance(p.frame_distance, tuple)
+                                      else (p.frame_distance,) * batch for p in pointers], dtype=torch.float32)
+            buffers.distances[:, :batch].copy_(distances, non_blocking=False)
+
+    def _capture(self, buffers: _Buffers, memory_pos: torch.Tensor, num_frames: int) -> None:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        saved = [(k.clone(), v.clone()) for k, v in zip(buffers.keys, buffers.values, strict=True)]
+        with torch.cuda.stream(side):
+            for _ in range(2):  # warm-up: kernels chosen, attention backends timed (sdpa.py), casts cached
+                self._core(buffers, memory_pos, num_frames)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, capture_error_mode="relaxed"):
+            outputs = self._core(buffers, memory_pos, num_frames)
+        for (k, v), (k0, v0) in zip(zip(buffers.keys, buffers.values, strict=True), saved, strict=True):
+            k.copy_(k0)  # the warm-up and the capture added the slot tables in place: restore this frame's input
+            v.copy_(v0)
+        buffers.graph, buffers.outputs = graph, outputs
+        self.captures += 1
+
+    def _core(self, buffers: _Buffers, memory_pos: torch.Tensor, num_frames: int) -> StepOutputs:
+        """The step on the static buffers (what the graph captures): memory attention, heads, memory encoder,
+        hole filling and the new memory's key/value projection."""
+        model, cfg = self.model, self.model.config
+        batch = buffers.pointers.shape[1]
+        c, h, w = buffers.vision.shape[1:]
+
+        def rep(x: torch.Tensor) -> torch.Tensor:
+            return x.expand(batch, *x.shape[1:])
+
+        spatial = buffers.spatial_tokens
+        if buffers.num_pointers:
+            tokens = assemble_memory_tokens(
+                (), [PointerMemory(buffers.pointers[j], 0) for j in range(buffers.num_pointers)],
+                maskmem_tpos_enc=model.maskmem_tpos_enc, obj_ptr_tpos_proj=model.obj_ptr_tpos_proj,
+                max_pointer_distance=min(num_frames, cfg.max_obj_ptrs_in_encoder) - 1,
+                add_tpos_enc_to_obj_ptrs=cfg.add_tpos_enc_to_obj_ptrs,
+                proj_tpos_enc_in_obj_ptrs=cfg.proj_tpos_enc_in_obj_ptrs, dtype=buffers.vision.dtype,
+                pointer_distances=buffers.distances,
+            )
+            ptr, ptr_pos = tokens.memory.transpose(0, 1), tokens.memory_pos.transpose(0, 1)
+        for layer, module in enumerate(model.memory_attention.layers):
+            keys, values = buffers.keys[layer], buffers.values[layer]
+            keys[:, :, :spatial] += buffers.tables[layer]
+            if buffers.num_pointers:
+                attn = module.cross_attn_image
+                keys[:, :, spatial:] = attn.separate_heads(attn.k_proj(ptr + ptr_pos))
+                values[:, :, spatial:] = attn.separate_heads(attn.v_proj(ptr))
+        vision = rep(buffers.vision)
+        curr = vision.flatten(2).permute(2, 0, 1)
+        curr_pos = rep(buffers.vision_pos).flatten(2).permute(2, 0, 1)
+        kv = list(zip(buffers.keys, buffers.values, strict=True))
+        pix = model.memory_attention.attend_memory(curr, curr_pos, kv, (h, w)).permute(1, 2, 0).reshape(batch, c, h, w)
+        heads = model.run_heads(pix, (rep(buffers.high_res[0]), rep(buffers.high_res[1])),
+                                multimask_output=model.use_multimask(False, 0))
+        memory, _ = model.encode_memory(vision, heads.high_res_masks, heads.object_score_logits,
+                                        is_mask_from_points=False)
+        memory = memory.to(MEMORY_DTYPE)
+        rotation = model.memory_attention.rotation((h, w), memory.device)
+        new_kv = project_memory_bases(model.memory_attention, memory.to(buffers.vision.dtype), memory_pos, rotation)
+        return StepOutputs(
+            fill_holes(heads.low_res_masks.float(), self.fill_hole_area), heads.obj_ptr.float(),
+            heads.object_score_logits[:, 0].float(), memory, new_kv,
+        )

@@ -1,0 +1,81 @@
+"""The tracking step on static buffers (what a CUDA graph replays) equals the eager step.
+
+On the CPU the static-buffer code runs without capture; tests/engine/test_cuda_fast_path.py replays it as a graph.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_sam2.engine import Session
+from napari_sam2.engine.step_graph import batch_bucket
+from napari_sam2.model import build_sam2
+from tests.engine.reference_session import blob_frames
+
+SIZE = 256
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(5)
+    return build_sam2("sam2.1_hiera_tiny", image_size=SIZE)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return blob_frames(14, size=96)
+
+
+PROMPTS = [(1, 0, [[28, 28]]), (2, 3, [[58, 55]]), (3, 3, [[40, 70]]), (4, 1, [[70, 30]]), (5, 0, [[20, 60]])]
+
+
+def track(model, frames, prompts, **kw):
+    session = Session(model, frames, device="cpu", **kw)
+    if session.tracker.graphs is not None:
+        session.tracker.graphs.eager_first = False  # static steps from the first tracked frame on
+    for obj_id, frame, points in prompts:
+        session.add_points(frame, obj_id, points, [1])
+    results = {r.frame: r for r in session.propagate(start=0)}
+    return session, results
+
+
+def test_static_steps_equal_the_eager_steps_with_objects_prompted_on_different_frames(model, frames):
+    """Five objects (a padded batch of 8), prompted on frames 0, 1 and 3: every frame's logits and scores of the
+    static-buffer step equal the eager step's, and the static step ran once layouts repeated."""
+    static, fast = track(model, frames, PROMPTS, step_graphs=True)
+    _, eager = track(model, frames, PROMPTS, step_graphs=False, cache_memory_kv=True)
+    _, plain = track(model, frames, PROMPTS, step_graphs=False, cache_memory_kv=False)
+    assert static.tracker.graphs.static_steps >= 10
+    assert fast.keys() == eager.keys() == plain.keys()
+    for f in fast:
+        np.testing.assert_allclose(fast[f].logits, eager[f].logits, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(fast[f].object_scores, eager[f].object_scores, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(fast[f].logits, plain[f].logits, rtol=1e-4, atol=1e-3)
+
+
+def test_each_object_in_a_static_batch_equals_the_object_tracked_alone(model, frames):
+    together = track(model, frames, PROMPTS, step_graphs=True)[1]
+    for obj_id, frame, points in PROMPTS[:3]:
+        alone = track(model, frames, [(obj_id, frame, points)], step_graphs=True)[1]
+        k = together[0].obj_ids.index(obj_id)
+        for f, result in alone.items():
+            np.testing.assert_allclose(together[f].logits[k], result.logits[0], rtol=1e-5, atol=1e-4)
+
+
+def test_a_correction_after_propagation_reruns_the_static_step_with_the_new_memory(model, frames):
+    """A click on a tracked frame changes the layout (one more conditioning frame); re-propagating still equals
+    the eager session, and the memory key/value cache does not serve stale entries."""
+    runs = []
+    for graphs in (True, False):
+        session, _ = track(model, frames, PROMPTS[:2], step_graphs=graphs, cache_memory_kv=True)
+        session.add_points(8, 1, [[30, 34]], [0], clear=False)
+        runs.append({r.frame: r for r in session.propagate(start=8)})
+    for f in runs[0]:
+        np.testing.assert_allclose(runs[0][f].logits, runs[1][f].logits, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize(("count", "bucket"), [(1, 1), (4, 4), (5, 8), (20, 24), (100, 104)])
+def test_batch_buckets(count, bucket):
+    assert batch_bucket(count) == bucket
