@@ -41,8 +41,7 @@ def fill_holes(mask_logits: torch.Tensor, max_area: int) -> torch.Tensor:
     open_ = torch.zeros(b * (n + 1), device=mask_logits.device).scatter_reduce_(
         0, key, borders_other.flatten().float(), reduce="amax")
     is_hole = background & (area[key] <= max_area).view_as(background) & (open_[key] == 0).view_as(background)
-    return torch.where(is_hole, torch.as_tensor(HOLE_FILL_SCORE, dtype=mask_logits.dtype,
-                                                device=mask_logits.device), mask_logits)
+    return torch.where(is_hole, mask_logits.new_full((), HOLE_FILL_SCORE), mask_logits)
 
 
 def to_frame_resolution(mask_logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
