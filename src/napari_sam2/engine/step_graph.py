@@ -104,6 +104,8 @@ class TrackingGraphs:
         self.captures = 0  # how many graphs were captured (for tests and stats)
         self.replays = 0
         self.static_steps = 0  # steps run on static buffers (replayed or not)
+        self._ring: list[tuple[torch.Tensor | None, torch.cuda.Event | None]] = [(None, None)] * 4
+        self._ring_index = 0
 
     def run(
         self,
@@ -204,7 +206,26 @@ class TrackingGraphs:
             buffers.pointers[:, :batch].copy_(stacked)
             distances = torch.tensor([p.frame_distance if isinstance(p.frame_distance, tuple)
                                       else (p.frame_distance,) * batch for p in pointers], dtype=torch.float32)
-            buffers.distances[:, :batch].copy_(distances, non_blocking=False)
+            staged, uploaded = self._staged(distances)
+            buffers.distances[:, :batch].copy_(staged, non_blocking=True)
+            if uploaded is not None:
+                uploaded.record()
+
+    def _staged(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.cuda.Event | None]:
+        """``values`` in pinned host memory (a ring of buffers, each reused only once its last upload is done), so
+        the upload does not wait for the GPU (an upload from pageable memory synchronises the stream first)."""
+        if not torch.cuda.is_available() or not self.kv_cache.maskmem_tpos_enc.is_cuda:
+            return values, None
+        slot = self._ring_index = (self._ring_index + 1) % len(self._ring)
+        buffer, event = self._ring[slot]
+        if buffer is None or buffer.shape != values.shape:
+            buffer = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+        elif event is not None:
+            event.synchronize()
+        buffer.copy_(values)
+        event = torch.cuda.Event()
+        self._ring[slot] = (buffer, event)
+        return buffer, event
 
     def _capture(self, buffers: _Buffers, memory_pos: torch.Tensor, num_frames: int) -> None:
         side = torch.cuda.Stream()
