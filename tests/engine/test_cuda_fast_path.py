@@ -84,7 +84,11 @@ def test_graph_replay_equals_the_eager_step_in_fp32(setup):
 
 def test_ours_in_bf16_agrees_with_the_reference_as_closely_as_the_reference_with_itself(setup):
     ref, model, frames, folder = setup
-    ref32, ref16 = _reference(ref, folder, bf16=False), _reference(ref, folder, bf16=True)
+    ref16 = _reference(ref, folder, bf16=True)
+    fresh = _reference_predictor()  # the reference run in fp32 after bf16 in one module fails in its own code
+    fresh.load_state_dict(ref.state_dict())
+    fresh.fill_hole_area = 0
+    ref32 = _reference(fresh, folder, bf16=False)
     _, ours16 = _ours(model, frames, "bf16")
     _, ours32 = _ours(model, frames, "fp32", step_graphs=False, cache_memory_kv=False)
     self_gap = _disagreement(ref16, ref32)

@@ -190,7 +190,14 @@ class FramePreparer:
         images = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
         if not normalise:
             return images
-        return (images - self._mean.to(images.device)) / self._std.to(images.device)
+        mean, std = self._mean_std(images.device)
+        return (images - mean) / std
+
+    def _mean_std(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """ImageNet mean and std on ``device``, uploaded once (an upload per block would wait for the GPU)."""
+        if self._mean.device != device:
+            self._mean, self._std = self._mean.to(device), self._std.to(device)
+        return self._mean, self._std
 
     def prepare(self, index: int) -> torch.Tensor:
         """Frame ``index`` as a normalised (3, S, S) float32 tensor on the CPU."""

@@ -387,7 +387,7 @@ class Session:
         size = self.model.image_size // 4
         missing = torch.full((1, 1, size, size), NO_OBJECT_LOGIT, dtype=torch.float32, device=self.device)
         low = torch.cat([self.tracker.logits(o) if o is not None else missing for o in outputs])
-        no_score = torch.tensor(NO_OBJECT_LOGIT, device=self.device)
+        no_score = torch.full((), NO_OBJECT_LOGIT, device=self.device)  # a fill, not an upload (no sync)
         scores = torch.stack([o.object_score.float() if o is not None else no_score for o in outputs])
         return FrameResult(frame, obj_ids, to_frame_resolution(low, self.height, self.width), scores)
 
