@@ -264,7 +264,7 @@ def print_table() -> None:
               f"{r['fps'] / ref_fps if ref else float('nan'):>6.1f}x | {r['peak_gib']:>8} "
               f"{ref['peak_gib'] if ref else '-':>8} | {r['rss_gib']:>8} {ref['rss_gib'] if ref else '-':>8}")
     for r in RESULTS:
-        if r.get("model", "").endswith("memory"):
+        if r.get("model", "").endswith("memory") and "fps" in r:
             print(f"ours, {r['model']}, {r['frames']} frames: {r['fps']} fps, peak device memory {r['peak_gib']} GiB")
     for r in RESULTS:
         if r.get("metric") == "click_ms":

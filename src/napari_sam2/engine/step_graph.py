@@ -8,14 +8,16 @@ is captured once per *layout* — (object-count bucket, temporal slots of the sp
 pointers) — and replayed: the frame's inputs are copied into the graph's static buffers (the memories' cached
 keys and values with one multi-tensor copy), one replay computes everything, and the outputs are copied out.
 
-A layout is captured when it comes back within a few steps (the first frames of a pass, where the memory grows
-by a frame at a time, each have a layout of their own and run eagerly). On the CPU (or with ``use_graphs=False``)
-the same code runs on the same buffers without capture, which is how the tests compare it with the eager step.
+Only a *full* layout is captured — every recent-memory slot and every pointer present, as on every frame once an
+object has been tracked for ``max_obj_ptrs_in_encoder`` frames; the first frames of a pass, where the memory grows
+by a frame at a time (and groups of objects prompted on different frames lag each other), run eagerly. On the CPU
+(or with ``use_graphs=False``) the same code runs on the same buffers without capture, which is how the tests
+compare it with the eager step.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -98,9 +100,8 @@ class TrackingGraphs:
         self.fill_hole_area = fill_hole_area
         self.use_graphs = use_graphs
         self.max_graphs = max_graphs
-        self.eager_first = True  # a layout new to this frame runs eagerly (the growing memory of a pass's start)
+        self.eager_first = True  # a layout that is not full runs eagerly (the growing memory of a pass's start)
         self._layouts: OrderedDict[tuple, _Buffers] = OrderedDict()
-        self._recent: deque[tuple] = deque(maxlen=8)  # the layouts of the last steps
         self.captures = 0  # how many graphs were captured (for tests and stats)
         self.replays = 0
         self.static_steps = 0  # steps run on static buffers (replayed or not)
@@ -116,9 +117,10 @@ class TrackingGraphs:
         memory_pos: torch.Tensor,
         *,
         num_frames: int,
+        full: bool = True,
     ) -> StepOutputs | None:
-        """One tracking step of B objects, or None where this layout has no buffers yet and was not met in the
-        last few steps (with ``eager_first``): the caller runs its eager step.
+        """One tracking step of B objects, or None where this layout has no buffers yet and is not ``full`` (with
+        ``eager_first``): the caller runs its eager step.
 
         features: the frame's (batch 1); memories: per spatial memory (in slot order), per object
         (vault id, a function giving its features (1, mem_dim, h, w), called only if not cached); slots: their
@@ -129,9 +131,7 @@ class TrackingGraphs:
         bucket = batch_bucket(batch)
         dtype = features.vision.dtype
         key = (bucket, slots, len(pointers), dtype, tuple(features.vision.shape[-2:]))
-        recent = key in self._recent
-        self._recent.append(key)
-        if key not in self._layouts and self.eager_first and not recent:
+        if key not in self._layouts and self.eager_first and not full:
             return None
         feat_hw = tuple(features.vision.shape[-2:])
         cache = self.kv_cache
@@ -158,7 +158,6 @@ class TrackingGraphs:
 
     def clear(self) -> None:
         self._layouts.clear()
-        self._recent.clear()
 
     # -- internals -----------------------------------------------------------------------------------------
     def _graphs_on(self, x: torch.Tensor) -> bool:
