@@ -139,6 +139,8 @@ class TrackingGraphs:
                  for objs in memories]
         buffers = self._layouts.get(key)
         if buffers is None:
+            if not self._fits(bases, len(slots), bucket, len(pointers), features.vision):
+                return None  # eager steps: no static copy of every memory's keys and values
             buffers = self._new_buffers(key, features, bases, slots, len(pointers), bucket, feat_hw, dtype)
         self._layouts.move_to_end(key)
         self._fill(buffers, features, bases, pointers, batch)
@@ -162,6 +164,18 @@ class TrackingGraphs:
     # -- internals -----------------------------------------------------------------------------------------
     def _graphs_on(self, x: torch.Tensor) -> bool:
         return x.device.type == "cuda" if self.use_graphs is None else bool(self.use_graphs and x.is_cuda)
+
+    def _fits(self, bases, num_spatial: int, bucket: int, num_pointers: int, like: torch.Tensor) -> bool:
+        """Whether a layout's static buffers (keys and values of every memory, twice over with what the graph
+        holds) fit in half of the device's free memory; where they do not, the eager step runs instead."""
+        if not like.is_cuda:
+            return True
+        k = bases[0][0][0][0]
+        tokens = num_spatial * k.shape[-2] + self._pointer_token_count(num_pointers)
+        needed = 2 * 2 * len(self.model.memory_attention.layers) * bucket * tokens * k.shape[-1] * k.element_size()
+        free, _ = torch.cuda.mem_get_info(like.device)
+        free += torch.cuda.memory_reserved(like.device) - torch.cuda.memory_allocated(like.device)  # cached blocks
+        return needed < free // 2
 
     def _new_buffers(self, key, features, bases, slots, num_pointers, bucket, feat_hw, dtype) -> _Buffers:
         tables = self.kv_cache.slot_tables(slots, feat_hw, bases[0][0][0][0].dtype) if slots else []
