@@ -79,3 +79,26 @@ def test_a_correction_after_propagation_reruns_the_static_step_with_the_new_memo
 @pytest.mark.parametrize(("count", "bucket"), [(1, 1), (4, 4), (5, 8), (20, 24), (100, 104)])
 def test_batch_buckets(count, bucket):
     assert batch_bucket(count) == bucket
+
+
+def _track_prompted_at(cond_frame: int, tracked_to: int):
+    from napari_sam2.engine.state import FrameOutput, ObjectTrack
+
+    output = FrameOutput(pred_masks_id=0, obj_ptr=torch.zeros(1, 1), object_score=torch.zeros(()))
+    track = ObjectTrack(1, cond={cond_frame: output})
+    track.non_cond = {f: output for f in range(tracked_to) if f != cond_frame}
+    return track
+
+
+def test_only_full_memory_plans_are_graphed_and_lagging_objects_share_one_layout(model):
+    """Objects prompted on frames 0 and 3: while their memories grow their layouts differ (and are not full);
+    from the frame where both have every recent memory and pointer, they share one full layout (one graph)."""
+    from napari_sam2.engine.memory_bank import plan_memory
+
+    cfg = model.config
+    early = [plan_memory(_track_prompted_at(c, 10), 10, reverse=False, num_frames=200, config=cfg) for c in (0, 3)]
+    assert not any(p.full for p in early)
+    late = [plan_memory(_track_prompted_at(c, 40), 40, reverse=False, num_frames=200, config=cfg) for c in (0, 3)]
+    assert all(p.full for p in late) and late[0].layout == late[1].layout
+    near = plan_memory(_track_prompted_at(3, 17), 17, reverse=False, num_frames=200, config=cfg)
+    assert not near.full  # the prompted frame is still one of the last 15: one pointer fewer than later

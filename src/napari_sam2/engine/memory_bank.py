@@ -10,7 +10,7 @@ batch, each attending to its own memories.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from napari_sam2.model import SAM2Config
 
@@ -26,6 +26,7 @@ class MemoryPlan:
 
     spatial: tuple[tuple[int, int, str], ...]
     pointers: tuple[tuple[int, int, str], ...]
+    full: bool = field(default=False, compare=False)  # every recent-memory slot and recent pointer present
 
     @property
     def layout(self) -> tuple[tuple[int, ...], int]:
@@ -80,6 +81,7 @@ def plan_memory(track: ObjectTrack, frame: int, *, reverse: bool, num_frames: in
             spatial.append((prev, slot, store))
 
     pointers: list[tuple[int, int, str]] = []
+    recent_pointers = 0
     if config.use_obj_ptrs_in_encoder:
         sign = -1 if reverse else 1
         for t in selected:
@@ -94,4 +96,8 @@ def plan_memory(track: ObjectTrack, frame: int, *, reverse: bool, num_frames: in
             store = recent(t)
             if store is not None:
                 pointers.append((t, distance, store))
-    return MemoryPlan(tuple(spatial), tuple(pointers))
+                recent_pointers += 1
+    full = (len(spatial) - len(selected) == config.num_maskmem - 1
+            and recent_pointers == (min(num_frames, config.max_obj_ptrs_in_encoder) - 1
+                                    if config.use_obj_ptrs_in_encoder else 0))
+    return MemoryPlan(tuple(spatial), tuple(pointers), full)

@@ -169,12 +169,9 @@ class Tracker:
                 per_object.append((memory_id, functools.partial(self.vault.get, memory_id, self.device)))
             memories.append(per_object)
         _, pointers, _ = self._memories(tracks, plans, spatial=False)
-        slots, num_pointers = plans[0].layout
-        cfg = self.model.config
-        full = (sum(1 for slot in slots if slot > 0) == cfg.num_maskmem - 1
-                and num_pointers >= min(self.num_frames, cfg.max_obj_ptrs_in_encoder) - 1)
+        slots, _ = plans[0].layout
         step = self.graphs.run(features, memories, slots, pointers, self._memory_pos, num_frames=self.num_frames,
-                               full=full)
+                               full=all(plan.full for plan in plans))
         if step is None:
             return None
         outputs = []
