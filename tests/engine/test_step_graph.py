@@ -102,3 +102,26 @@ def test_only_full_memory_plans_are_graphed_and_lagging_objects_share_one_layout
     assert all(p.full for p in late) and late[0].layout == late[1].layout
     near = plan_memory(_track_prompted_at(3, 17), 17, reverse=False, num_frames=200, config=cfg)
     assert not near.full  # the prompted frame is still one of the last 15: one pointer fewer than later
+
+
+def test_encoder_blocks_give_a_frame_the_same_features_whichever_frame_asked_first(model, frames):
+    """Frames are encoded in aligned blocks (0–3, 4–7, …): a frame's features are bit-identical whether its block
+    was encoded for a forward pass from frame 0, a backward pass from the end, or a click on frame 6 — which is
+    what keeps a resumed run (that starts mid-block) equal to an uninterrupted one."""
+    from napari_sam2.engine.features import FeatureCache
+    from napari_sam2.engine.frames import FramePreparer
+
+    def cache():
+        return FeatureCache(model, FramePreparer(frames, model.image_size), torch.device("cpu"), batch_size=4)
+
+    with torch.inference_mode():
+        forward, backward, clicked = cache(), cache(), cache()
+        assert forward.block(6) == [4, 5, 6, 7] and forward.block(13) == [12, 13]
+        first = {f: forward.get(f, upcoming=[f + 1]) for f in range(len(frames))}
+        last = {f: backward.get(f) for f in reversed(range(len(frames)))}
+        mid = clicked.get(6)
+        assert clicked.encoded_frames == 4 and 5 in clicked and 8 not in clicked
+    for f in range(len(frames)):
+        assert torch.equal(first[f].vision, last[f].vision) and torch.equal(first[f].high_res[0], last[f].high_res[0])
+    assert torch.equal(mid.vision, first[6].vision)
+    assert forward.encoded_frames == backward.encoded_frames == len(frames)
