@@ -31,6 +31,10 @@ FRAMES = 4
 STACKS = 4
 
 
+def write_stack(path: Path, frames: np.ndarray) -> None:
+    tifffile.imwrite(path, frames, metadata={"axes": "TYX"}, photometric="minisblack")
+
+
 @pytest.fixture(scope="module")
 def batch_inputs(tmp_path_factory, checkpoint, cache):
     """Four small stacks (different blobs) in a folder, one prompt file, and each stack's serial segment run."""
@@ -38,7 +42,7 @@ def batch_inputs(tmp_path_factory, checkpoint, cache):
     stacks = folder / "stacks"
     stacks.mkdir()
     for i in range(STACKS):
-        tifffile.imwrite(stacks / f"well{i}.tif", blob_stack(FRAMES, seed=10 + i), metadata={"axes": "TYX"}, photometric="minisblack")
+        write_stack(stacks / f"well{i}.tif", blob_stack(FRAMES, seed=10 + i))
     prompts = write_json(folder / "prompts.json", {"objects": [
         {"id": 1, "prompts": [{"frame": 1, "points": [[22, 17]]}]},
         {"id": 2, "prompts": [{"frame": 1, "box": [31, 33, 46, 49]}]},
@@ -116,8 +120,8 @@ def test_a_broken_stack_is_reported_in_one_line_and_the_others_finish(batch_inpu
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     (inputs / "broken.tif").write_bytes(b"II*\x00 not really a TIFF")
-    tifffile.imwrite(inputs / "well0.tif", tifffile.imread(stacks / "well0.tif"), metadata={"axes": "TYX"}, photometric="minisblack")
-    tifffile.imwrite(inputs / "orphan.tif", blob_stack(FRAMES, seed=3), metadata={"axes": "TYX"}, photometric="minisblack")
+    write_stack(inputs / "well0.tif", tifffile.imread(stacks / "well0.tif"))
+    write_stack(inputs / "orphan.tif", blob_stack(FRAMES, seed=3))
     prompt_dir = tmp_path / "prompts"
     prompt_dir.mkdir()
     for name in ("well0", "broken"):
