@@ -30,6 +30,12 @@ examples:
 """
 
 
+def _count(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 0, got {text!r}")
+    return int(text)
+
+
 def add_batch_parser(commands: Any, add_segment_options: Callable[..., list[argparse.Action]],
                      positive_int: Callable[[str], int]) -> None:
     """Add ``batch`` to the ``napari-sam2`` sub-commands; ``add_segment_options`` adds ``segment``'s options."""
@@ -53,7 +59,7 @@ def add_batch_parser(commands: Any, add_segment_options: Callable[..., list[argp
                          help="GPUs pinned to each local worker, or asked for by each SLURM job (default 1)")
     cluster.add_argument("--cluster-config", metavar="FILE",
                          help="SLURM settings, YAML or TOML (queue, account, memory, walltime, gpus, modules, ...)")
-    cluster.add_argument("--retries", type=int, default=2, metavar="N",
+    cluster.add_argument("--retries", type=_count, default=2, metavar="N",
                          help="runs of a stack after its first that stopped on a signal (default 2); a lost worker's "
                               "stack is always handed on")
     actions = add_segment_options(p, export_path=False)
