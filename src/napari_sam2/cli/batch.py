@@ -8,6 +8,9 @@ run's frames through Dask events; this process draws the progress and collects t
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import sys
 import threading
 import time
@@ -44,6 +47,20 @@ def segment_options(args: Namespace, spec: StackSpec) -> list[str]:
     return argv
 
 
+@functools.cache
+def segment_has_auto() -> bool:
+    """Whether this napari-sam2's ``segment`` takes ``--auto`` (its automatic mode)."""
+    from napari_sam2.cli.main import build_parser
+
+    probe = ["segment", "STACK", "--prompts", "PROMPTS.json", "--out", "LABELS", "--auto"]
+    with contextlib.redirect_stderr(io.StringIO()):
+        try:
+            _, unknown = build_parser().parse_known_args(probe)
+        except SystemExit:  # it knows --auto, and refuses it together with --prompts
+            return True
+    return "--auto" not in unknown
+
+
 def make_job(spec: StackSpec, args: Namespace, out_dir: Path) -> StackJob:
     """The ``segment`` command of one stack (its store ``OUT_DIR/<name>.zarr``, its export beside it)."""
     labels = (out_dir / f"{spec.name}.zarr").resolve()
@@ -54,6 +71,8 @@ def make_job(spec: StackSpec, args: Namespace, out_dir: Path) -> StackJob:
         argv += ["--prompts", str(Path(prompts).resolve())]
     elif args.auto:
         argv.append("--auto")
+        if not segment_has_auto():
+            error = "segment has no automatic mode (--auto) in this napari-sam2 yet: give --prompts or --prompts-dir"
     else:
         stem = stack_stem(spec.stack)
         error = f"no prompt file {stem}.json or {stem}.csv in {args.prompts_dir}"
