@@ -1,4 +1,4 @@
-"""Install napari-sam2's runtime and test requirements from pyproject.toml, except torch and the reference.
+"""Install napari-sam2's runtime, test and [cluster] requirements from pyproject.toml, except torch and the reference.
 
 torch is installed first with an exact pin (scripts/setup.sh); the reference ``sam2`` is installed with
 ``--no-deps`` because its metadata requires torchvision, which would replace the CPU torch.
@@ -16,7 +16,8 @@ SKIP = {"torch", "sam2"}
 
 def main() -> None:
     project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
-    wanted = project["dependencies"] + project["optional-dependencies"]["test"]
+    extras = project["optional-dependencies"]
+    wanted = project["dependencies"] + extras["test"] + extras["cluster"]  # cluster: the `batch` tests run in CI
     reqs = [r for r in wanted if Requirement(r).name not in SKIP]
     subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", *reqs])
 

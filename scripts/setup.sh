@@ -22,7 +22,7 @@ $VPY -m pip install -q -U pip setuptools wheel
 # torch first and pinned: a plain `torch` requirement would pull several GB of CUDA packages.
 $VPY -m pip install -q torch==2.13.0
 $VPY -m pip install -q --no-deps -e .
-$VPY scripts/install_deps.py
+$VPY scripts/install_deps.py  # the requirements, the test extra and the [cluster] extra (napari-sam2 batch)
 # Meta's reference implementation, for the differential tests. Its metadata asks for torchvision (no CPU
 # build exists; it would replace torch), which it never imports on the paths we test: install it alone.
 SAM2_BUILD_CUDA=0 $VPY -m pip install -q --no-deps --no-build-isolation sam2==1.1.0

@@ -16,19 +16,19 @@ from tests.cli.helpers import MODEL, cli_env, one_error_line, run_cli
 HELP_CHECK = """
 import sys
 from napari_sam2.cli.main import main
-for argv in (["--help"], ["segment", "--help"], ["fetch", "--help"], ["info", "--help"]):
+for argv in (["--help"], ["segment", "--help"], ["batch", "--help"], ["fetch", "--help"], ["info", "--help"]):
     try:
         main(argv)
     except SystemExit as stop:
         assert stop.code == 0, (argv, stop.code)
-print("torch" in sys.modules, "zarr" in sys.modules)
+print("torch" in sys.modules, "zarr" in sys.modules, "distributed" in sys.modules)
 """
 
 
 def test_help_of_every_command_loads_neither_torch_nor_zarr():
     result = subprocess.run([sys.executable, "-c", HELP_CHECK], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[-1] == "False False"
+    assert result.stdout.splitlines()[-1] == "False False False"
     for word in ("segment", "--prompts", "--out", "--axis", "--channel", "--position", "--model", "--checkpoint",
                  "--image-size", "--device", "--direction", "--export", "--export-path", "fetch", "info"):
         assert word in result.stdout

@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_sam2._qt.cluster_panel import ClusterPanel
 from napari_sam2._qt.controller import TrackingController
 from napari_sam2._qt.fine_tune_panel import FineTunePanel
 from napari_sam2._qt.model_loading import LOCAL_FILE, ModelFactory, random_weights_factory
@@ -136,13 +137,15 @@ class SAM2Widget(QWidget):
         self.fine_tune_box = FineTunePanel(lambda: (self.controller, self._session_image))
         self.fine_tune_box.trained.connect(self.reload_with_checkpoint)
         self.fine_tune_box.message.connect(self.status_label.setText)
+        self.cluster_box = ClusterPanel(lambda: (self.controller, self._session_image))
+        self.cluster_box.message.connect(self.status_label.setText)
 
         self.help_box = QGroupBox("Shortcuts")
         QVBoxLayout(self.help_box).addWidget(QLabel(shortcuts_html()))
 
         layout = QVBoxLayout(self)
         for w in (self.settings, self.busy_bar, self.status_label, self.objects_box, self.propagate_box,
-                  self.fine_tune_box, self.help_box):
+                  self.fine_tune_box, self.cluster_box, self.help_box):
             layout.addWidget(w)
         layout.addStretch(1)
 

@@ -73,44 +73,57 @@ def _add_segment(commands) -> None:
     p.add_argument("stack", help="TIFF, OME-TIFF, zarr / OME-Zarr folder, or a folder of single-frame TIFFs")
     p.add_argument("--prompts", required=True, metavar="PROMPTS", help="prompt file: .json, or napari Points .csv")
     p.add_argument("--out", required=True, metavar="LABELS", help="label store to write (a folder, e.g. labels.zarr)")
+    add_segment_options(p)
+
+
+def add_segment_options(p: argparse.ArgumentParser, *, export_path: bool = True) -> list[argparse.Action]:
+    """The options of ``segment`` that say how a stack is segmented (frames, model, run) and ``--quiet``, added to
+    ``p``; returns their actions but ``--quiet``'s (``batch`` passes them on to each stack's ``segment`` run)."""
+    added: list[argparse.Action] = []
     where = p.add_argument_group("which frames")
-    where.add_argument("--axis", metavar="t|z|NAME|INDEX",
-                       help="axis the frames run along (default: the prompt file's, else t, or z for a volume)")
-    where.add_argument("--channel", metavar="N|rgb", help="channel index, or rgb (default: the prompt file's)")
-    where.add_argument("--position", metavar="z=12,...", help="index on every other non-spatial axis, e.g. t=3")
-    where.add_argument("--axes", metavar="tzyx", help="names of the stack's axes, where its metadata has none")
+    added.append(where.add_argument("--axis", metavar="t|z|NAME|INDEX",
+                 help="axis the frames run along (default: the prompt file's, else t, or z for a volume)"))
+    added.append(where.add_argument("--channel", metavar="N|rgb",
+                 help="channel index, or rgb (default: the prompt file's)"))
+    added.append(where.add_argument("--position", metavar="z=12,...",
+                 help="index on every other non-spatial axis, e.g. t=3"))
+    added.append(where.add_argument("--axes", metavar="tzyx", help="names of the stack's axes, where its metadata "
+                                                                   "has none"))
     model = p.add_argument_group("model")
-    model.add_argument("--model", default=None, metavar="NAME",
-                       help=f"SAM 2 model (default {DEFAULT_MODEL} where its checkpoint is cached or can be "
-                            "downloaded, else the shipped 'starter'; the list: napari-sam2 info)")
+    added.append(model.add_argument("--model", default=None, metavar="NAME",
+                 help=f"SAM 2 model (default {DEFAULT_MODEL} where its checkpoint is cached or can be "
+                      "downloaded, else the shipped 'starter'; the list: napari-sam2 info)"))
     weights = model.add_mutually_exclusive_group()
-    weights.add_argument("--checkpoint", metavar="PATH",
-                         help="checkpoint file (default: the cached one, downloaded on first use)")
-    weights.add_argument("--random-weights", action="store_true",
-                         help="random weights, no checkpoint: MEANINGLESS masks, to check a setup offline")
-    model.add_argument("--image-size", type=_image_size, metavar="N",
-                       help="model input size in pixels, a multiple of 32 (default 1024)")
-    model.add_argument("--device", default="auto", type=_device, metavar="auto|cpu|cuda|mps",
-                       help="compute device (default auto); cuda:N picks a GPU")
-    model.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
-                       help="auto: bf16 on CUDA, fp32 elsewhere")
-    model.add_argument("--encoder-batch", type=_positive_int, default=None, metavar="N",
-                       help="frames per image-encoder call, in fixed aligned blocks so resumed runs give the same "
-                            "labels (default: 8 on CUDA, 1 elsewhere)")
+    added.append(weights.add_argument("--checkpoint", metavar="PATH",
+                 help="checkpoint file (default: the cached one, downloaded on first use)"))
+    added.append(weights.add_argument("--random-weights", action="store_true",
+                 help="random weights, no checkpoint: MEANINGLESS masks, to check a setup offline"))
+    added.append(model.add_argument("--image-size", type=_image_size, metavar="N",
+                 help="model input size in pixels, a multiple of 32 (default 1024)"))
+    added.append(model.add_argument("--device", default="auto", type=_device, metavar="auto|cpu|cuda|mps",
+                 help="compute device (default auto); cuda:N picks a GPU"))
+    added.append(model.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
+                 help="auto: bf16 on CUDA, fp32 elsewhere"))
+    added.append(model.add_argument("--encoder-batch", type=_positive_int, default=None, metavar="N",
+                 help="frames per image-encoder call, in fixed aligned blocks so resumed runs give the same "
+                      "labels (default: 8 on CUDA, 1 elsewhere)"))
     run = p.add_argument_group("run")
-    run.add_argument("--direction", default="both", choices=("both", "forward", "backward"),
-                     help="both (default): forward from the first prompted frame, then backward from it; "
-                          "backward starts at the last prompted frame")
-    run.add_argument("--lost-patience", type=_positive_int, metavar="K",
-                     help="stop tracking an object for the rest of a pass once it was predicted absent on K frames "
-                          "in a row (against false positives after a cell leaves, or past a nucleus in z)")
-    run.add_argument("--export", choices=("ome-zarr", "tiff", "ctc"), help="also export the labels when done")
-    run.add_argument("--export-path", metavar="PATH", help="where to write the export")
-    run.add_argument("--restart", action="store_true",
-                     help="discard the progress and labels of an earlier run in LABELS made with other inputs")
-    run.add_argument("--save-every", type=_positive_int, metavar="N",
-                     help="save the resume state every N frames (default: adaptive, under ~5%% of the run time)")
+    added.append(run.add_argument("--direction", default="both", choices=("both", "forward", "backward"),
+                 help="both (default): forward from the first prompted frame, then backward from it; "
+                      "backward starts at the last prompted frame"))
+    added.append(run.add_argument("--lost-patience", type=_positive_int, metavar="K",
+                 help="stop tracking an object for the rest of a pass once it was predicted absent on K frames "
+                      "in a row (against false positives after a cell leaves, or past a nucleus in z)"))
+    added.append(run.add_argument("--export", choices=("ome-zarr", "tiff", "ctc"),
+                                  help="also export the labels when done"))
+    if export_path:
+        added.append(run.add_argument("--export-path", metavar="PATH", help="where to write the export"))
+    added.append(run.add_argument("--restart", action="store_true",
+                 help="discard the progress and labels of an earlier run in LABELS made with other inputs"))
+    added.append(run.add_argument("--save-every", type=_positive_int, metavar="N",
+                 help="save the resume state every N frames (default: adaptive, under ~5%% of the run time)"))
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar or messages, errors only")
+    return added
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,8 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
     _add_segment(commands)
+    from napari_sam2.cli.batch_args import add_batch_parser
     from napari_sam2.cli.train import add_train_parser
 
+    add_batch_parser(commands, add_segment_options, _positive_int)
     add_train_parser(commands, _positive_int, _image_size, _device)
     fetch = commands.add_parser("fetch", help="download a checkpoint to the cache",
                                 description="Download model NAME's checkpoint into the cache (once).")
@@ -139,6 +154,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from napari_sam2.cli.segment import run_segment
 
         return run_segment(args)
+    if args.command == "batch":
+        from napari_sam2.cli.batch import run_batch
+
+        return run_batch(args)
     if args.command == "train":
         from napari_sam2.cli.train import run_train
 

@@ -1,7 +1,12 @@
-"""A small progress bar on stderr: redrawn in place on a terminal, a line every 10 % (or 30 s) in a log file."""
+"""A small progress bar on stderr: redrawn in place on a terminal, a line every 10 % (or 30 s) in a log file.
+
+``NAPARI_SAM2_LOG_STEP`` (a fraction, e.g. ``0``: every frame) sets how often a line goes to a log file; ``batch``
+reads its ``segment`` runs' progress from these lines.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import TextIO
@@ -18,6 +23,13 @@ def format_duration(seconds: float) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _log_step() -> float:
+    try:
+        return float(os.environ.get("NAPARI_SAM2_LOG_STEP", LOG_STEP))
+    except ValueError:
+        return LOG_STEP
 
 
 class Progress:
@@ -39,6 +51,7 @@ class Progress:
         self._counted = 0
         self._last_draw = 0.0
         self._last_logged = (done / self.total, self._start)
+        self.log_step = _log_step()
         self._open = False
 
     def set_label(self, label: str) -> None:
@@ -50,6 +63,13 @@ class Progress:
         self.done = min(self.total, self.done + frames)
         self._counted += frames
         self._draw()
+
+    def update(self, done: int, total: int, counted: int = 0) -> None:
+        """Set ``done`` of ``total`` frames, ``counted`` of them newly computed here (they set the speed)."""
+        self.total = max(1, total)
+        self.done = min(self.total, done)
+        self._counted += counted
+        self._draw(force=counted == 0 and self.interactive)
 
     def seconds_per_frame(self) -> float | None:
         return (time.monotonic() - self._start) / self._counted if self._counted else None
@@ -74,7 +94,7 @@ class Progress:
                 self._last_draw, self._open = now, True
             return
         fraction, logged_at = self._last_logged
-        if force or self.done / self.total - fraction >= LOG_STEP or now - logged_at >= LOG_SECONDS:
+        if force or self.done / self.total - fraction >= self.log_step or now - logged_at >= LOG_SECONDS:
             self.stream.write(self.line() + "\n")
             self.stream.flush()
             self._last_logged = (self.done / self.total, now)

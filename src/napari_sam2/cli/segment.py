@@ -255,7 +255,8 @@ def _make_session(plan: Plan, model: Any, record: RunRecord, args: Namespace) ->
 def execute(plan: Plan, args: Namespace) -> int:
     source, out = plan.data.source, plan.out
     if plan.network is None:
-        say(args, f"{out}: the run along {source.frame_axis!r} is already complete; nothing to compute")
+        say(args, f"{out}: the run of {len(plan.data.prompts.objects)} object(s) over {len(source)} frames along "
+                  f"{source.frame_axis!r} is already complete; nothing to compute")
         store = LabelStore.open(out)
         with locked(out):
             export_labels(plan, store, plan.record, args)
