@@ -263,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
                        **{k: v for k, v in out.items() if k not in ("labels", "parents")}}
                 record["results"][f"{name}/{method}"] = row
                 print(f"{name:8} {method:10} {row.get('DET', 0):6.3f} {row.get('SEG', 0):6.3f} "
-                      f"{row.get('TRA', 0):6.3f} {_fmt(row['division_recall']):>6} {_fmt(row['division_precision']):>6} "
+                      f"{row.get('TRA', 0):6.3f} {_fmt(row['division_recall']):>6} "
+                      f"{_fmt(row['division_precision']):>6} "
                       f"{_fmt(row.get('cells_x_frames_per_s')):>14} {row['seconds']:7.1f}", flush=True)
                 args.out.write_text(json.dumps(record, indent=1))
     return 0
