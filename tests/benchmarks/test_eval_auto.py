@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("ctc_metrics")
 
 from benchmarks.eval_auto import export_through_store, masklet_quality, score, write_ctc  # noqa: E402
+
 from tests.engine.cell_scenes import cells_scene  # noqa: E402
 
 
