@@ -101,12 +101,12 @@ def score(res: Path, gt: Path) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------- methods
-def run_auto(model, device, stack: EvalStack, diameter: float, redetect: int, corrections: int) -> dict:
+def run_auto(model, device, stack: EvalStack, find, redetect: int, corrections: int) -> dict:
     """track_all over the stack, optionally followed by a simulated correction round; labels and timings."""
-    from napari_sam2.engine import AutoTrackSettings, FindSettings, Session, track_all
+    from napari_sam2.engine import AutoTrackSettings, Session, track_all
 
     session = Session(model, stack.frames, device=device)
-    settings = AutoTrackSettings(find=FindSettings(object_diameter=diameter), redetect_every=redetect)
+    settings = AutoTrackSettings(find=find, redetect_every=redetect)
     labels = np.zeros(stack.gt.shape, np.uint32)
     parents: dict[int, int] = {}
     cells_frames, began = 0, time.perf_counter()
@@ -214,6 +214,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=None, help="model input size (default: the model's)")
     parser.add_argument("--max-frames", default=None, help="N, or NAME=N,... (first frames only)")
     parser.add_argument("--redetect-every", type=int, default=10)
+    parser.add_argument("--pred-iou", type=float, default=None, help="FindSettings.pred_iou_threshold (default: its)")
+    parser.add_argument("--stability", type=float, default=None, help="FindSettings.stability_threshold")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=Path("auto_results.json"))
     return parser.parse_args(argv)
@@ -232,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     device = pick_device(args.device)
     size = {"image_size": args.image_size} if args.image_size else {}
     record = {**environment(args, device), "device": str(device), "redetect_every": args.redetect_every,
+              "find_settings": repr(find_settings(args, 0.0)),
               "division_tolerance_frames": DIVISION_TOLERANCE, "results": {}}
     record["command"] = " ".join(["python -m benchmarks.eval_auto", *sys.argv[1:]])
     max_frames = parse_max_frames(args.max_frames)
@@ -254,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     model = build_sam2(STARTER_NAME, None if method == "random" else packaged_checkpoint(STARTER_NAME),
                                        **size)
-                    out = run_auto(model, device, stack, diameter, args.redetect_every,
+                    out = run_auto(model, device, stack, find_settings(args, diameter), args.redetect_every,
                                    5 if method == "starter+5" else 0)
                 res = Path(tmp) / f"RES_{method}"
                 export_through_store(out["labels"], out["parents"], res, Path(tmp) / f"{method}.zarr")
@@ -268,6 +271,13 @@ def main(argv: list[str] | None = None) -> int:
                       f"{_fmt(row.get('cells_x_frames_per_s')):>14} {row['seconds']:7.1f}", flush=True)
                 args.out.write_text(json.dumps(record, indent=1))
     return 0
+
+
+def find_settings(args: argparse.Namespace, diameter: float):
+    from napari_sam2.engine import FindSettings
+
+    given = {"pred_iou_threshold": args.pred_iou, "stability_threshold": args.stability}
+    return FindSettings(object_diameter=diameter, **{k: v for k, v in given.items() if v is not None})
 
 
 def export_through_store(labels: np.ndarray, parents: dict[int, int], res: Path, store_path: Path) -> None:

@@ -25,8 +25,10 @@ class AutoRun:
                  lost_patience: int | None = None) -> None:
         from napari_sam2.engine import AutoTrackSettings, FindSettings
 
+        thresholds = {key: options[name] for name, key in (("min_predicted_iou", "pred_iou_threshold"),
+                                                           ("min_stability", "stability_threshold")) if name in options}
         find = FindSettings(object_diameter=options["object_diameter"], min_area=options["min_size"],
-                            max_area=options["max_size"])
+                            max_area=options["max_size"], **thresholds)
         self.settings = AutoTrackSettings(find=find, redetect_every=options["redetect_every"],
                                           lost_patience=lost_patience)
         self.store = store

@@ -66,6 +66,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = _positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text}")
+    return value
+
+
 def _image_size(text: str) -> int:
     value = _positive_int(text)
     if value % 32 or value < 64:
@@ -125,6 +132,11 @@ def _add_segment(commands) -> None:
                       help="smallest object area in pixels (default: a sixth of a disc of the diameter)")
     auto.add_argument("--max-size", type=_positive_int, metavar="A",
                       help="largest object area in pixels (default: four discs of the diameter)")
+    auto.add_argument("--min-predicted-iou", type=_fraction, metavar="X",
+                      help="keep masks whose predicted IoU is at least X (default 0.6; the shipped starter model "
+                           "predicts low values: try 0.3 with it)")
+    auto.add_argument("--min-stability", type=_fraction, metavar="X",
+                      help="keep masks whose stability score is at least X (default 0.75; 0.6 with the starter)")
     run = p.add_argument_group("run")
     run.add_argument("--direction", default=None, choices=("both", "forward", "backward"),
                      help="both (default): forward from the first prompted frame, then backward from it; "

@@ -137,8 +137,8 @@ def _pass_plan(direction: str, data: StackAndPrompts, auto: bool) -> tuple[int, 
 
 def _auto_options(args: Namespace) -> dict[str, Any] | None:
     """--auto's settings, checked (no torch): None without --auto."""
-    given = [name for name in ("redetect_every", "object_diameter", "min_size", "max_size")
-             if getattr(args, name) is not None]
+    given = [name for name in ("redetect_every", "object_diameter", "min_size", "max_size", "min_predicted_iou",
+                               "min_stability") if getattr(args, name) is not None]
     if not args.auto:
         if given:
             raise UsageError(f"--{given[0].replace('_', '-')} needs --auto")
@@ -149,8 +149,12 @@ def _auto_options(args: Namespace) -> dict[str, Any] | None:
         raise UsageError(f"--auto tracks forward in time from frame 0; --direction {args.direction} does not apply")
     if args.min_size is not None and args.max_size is not None and args.min_size > args.max_size:
         raise UsageError(f"--min-size {args.min_size} is larger than --max-size {args.max_size}")
-    return {"redetect_every": args.redetect_every or AUTO_REDETECT_EVERY, "object_diameter": args.object_diameter,
-            "min_size": args.min_size, "max_size": args.max_size}
+    options = {"redetect_every": args.redetect_every or AUTO_REDETECT_EVERY, "object_diameter": args.object_diameter,
+               "min_size": args.min_size, "max_size": args.max_size}
+    for name in ("min_predicted_iou", "min_stability"):  # in the identity only when given (older records lack them)
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    return options
 
 
 def plan_run(args: Namespace) -> Plan:
