@@ -62,5 +62,5 @@ def add_batch_parser(commands: Any, add_segment_options: Callable[..., list[argp
     cluster.add_argument("--retries", type=_count, default=2, metavar="N",
                          help="runs of a stack after its first that stopped on a signal (default 2); a lost worker's "
                               "stack is always handed on")
-    actions = add_segment_options(p, export_path=False)
+    actions = add_segment_options(p, export_path=False, auto_switch=False)
     p.set_defaults(segment_options=tuple((a.dest, a.option_strings[0], a.nargs == 0) for a in actions))
