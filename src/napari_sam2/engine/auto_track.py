@@ -145,6 +145,7 @@ def track_all(
         restart = False
         for result in session.propagate(start=frame, direction="forward", lost_patience=settings.lost_patience):
             f = result.frame
+            cut: list[int] = []
             if settings.cut_leaks and f > state.origin:
                 before = previous[1] if previous is not None and previous[0] == f - 1 else session.result(f - 1)
                 cut = _cut_leaks(session, before, result, settings.leak_margin)
