@@ -25,11 +25,16 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_sam2._qt.auto_panel import FindTrackPanel
 from napari_sam2._qt.controller import TrackingController
 from napari_sam2._qt.fine_tune_panel import FineTunePanel
+from napari_sam2._qt.lineage_actions import LineageActions
+from napari_sam2._qt.lineage_panel import LineagePanel
 from napari_sam2._qt.model_loading import LOCAL_FILE, ModelFactory, random_weights_factory
 from napari_sam2._qt.objects_list import ObjectRow, ObjectsList
+from napari_sam2._qt.review_panel import ReviewPanel
 from napari_sam2._qt.settings import SessionSettings
+from napari_sam2._qt.tracks_layer import LineageTracks
 
 RANDOM_WEIGHTS_ENV = "NAPARI_SAM2_RANDOM_WEIGHTS"  # "1": offer a random-weight model (UI demos; masks mean nothing)
 
@@ -41,6 +46,12 @@ SHORTCUTS: tuple[tuple[str, str, str], ...] = (
     ("Shift-G", "propagate from the frame on screen", "propagate_from_here"),
     ("Shift-C", "cancel the propagation", "cancel"),
     ("U", "use the painted mask of the current object as its prompt", "use_painted_mask"),
+    ("Shift-F", "Find all: every object not yet covered on the frame on screen", "find_all"),
+    ("Shift-T", "Track all: every object, from the frame on screen on", "track_all"),
+    ("J", "review the next object (jump to it, show its crops)", "review_next"),
+    ("Shift-J", "review the previous object", "review_previous"),
+    ("K", "keep the object under review: verified, then the next", "accept_object"),
+    ("W", "wrong: reject the object under review (to correct), then the next", "reject_object"),
 )
 MOUSE_HELP = (
     ("click", "positive point (clicks layer, add mode)"),
@@ -65,6 +76,8 @@ class SAM2Widget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.controller: TrackingController | None = None
+        self.lineage: LineageActions | None = None
+        self.tracks: LineageTracks | None = None
         self._session_image: Image | None = None
         self._unbound: dict[str, Any] = {}
         factories = dict(model_factories or {})
@@ -133,6 +146,10 @@ class SAM2Widget(QWidget):
         form.addRow(self.propagation_bar)
         form.addRow(self.propagation_label)
 
+        self.find_box = FindTrackPanel()
+        self.review_box = ReviewPanel(lambda: self.controller, lambda: self.objects.filter_name)
+        self.lineage_box = LineagePanel()
+
         self.fine_tune_box = FineTunePanel(lambda: (self.controller, self._session_image))
         self.fine_tune_box.trained.connect(self.reload_with_checkpoint)
         self.fine_tune_box.message.connect(self.status_label.setText)
@@ -141,8 +158,8 @@ class SAM2Widget(QWidget):
         QVBoxLayout(self.help_box).addWidget(QLabel(shortcuts_html()))
 
         layout = QVBoxLayout(self)
-        for w in (self.settings, self.busy_bar, self.status_label, self.objects_box, self.propagate_box,
-                  self.fine_tune_box, self.help_box):
+        for w in (self.settings, self.busy_bar, self.status_label, self.objects_box, self.find_box,
+                  self.propagate_box, self.review_box, self.lineage_box, self.fine_tune_box, self.help_box):
             layout.addWidget(w)
         layout.addStretch(1)
 
@@ -159,6 +176,13 @@ class SAM2Widget(QWidget):
         self.objects.renamed.connect(lambda o, n: self.controller and self.controller.rename(o, n))
         self.objects.delete_requested.connect(self.delete_object)
         self.objects.jump_requested.connect(lambda f: self.controller and self.controller.go_to_frame(f))
+        self.find_box.find_button.clicked.connect(self.find_all)
+        self.find_box.track_button.clicked.connect(self.track_all)
+        self.lineage_box.show_requested.connect(self.show_lineage)
+        self.lineage_box.division_requested.connect(self.mark_division)
+        self.lineage_box.merge_requested.connect(self.merge_into_current)
+        self.lineage_box.split_requested.connect(self.split_current)
+        self.lineage_box.end_requested.connect(self.end_current)
         self._set_running(False)
 
     def event(self, event: QEvent) -> bool:
@@ -207,6 +231,12 @@ class SAM2Widget(QWidget):
         controller.propagation_progress.connect(self._propagation_progress)
         self.range_check.setText(f"only {controller.propagation.word}s")
         controller.ready.connect(self._ready)
+        controller.labels_written.connect(self.review_box.labels_changed)
+        self.lineage = LineageActions(controller)
+        self.tracks = LineageTracks(self.viewer, controller.layers.labels, controller.store,
+                                    str(controller.store.path.resolve()))
+        self.lineage.changed.connect(self.show_lineage)
+        controller.auto.tracked.connect(self.show_lineage)
         self.busy_bar.setVisible(controller.busy)
         for spin in (self.first_spin, self.last_spin):
             spin.setRange(0, controller.num_frames - 1)
@@ -214,6 +244,8 @@ class SAM2Widget(QWidget):
         self._bind_keys()
         self._set_running(True)
         self.propagate_box.setEnabled(controller.num_frames > 1)  # a single image: click, see, correct; no frames
+        self.find_box.track_button.setEnabled(controller.num_frames > 1)
+        self.lineage_box.setEnabled(controller.num_frames > 1 and self.tracks.supported)
         self._refresh_objects()
         where = f"{choice.describe()}; labels in {controller.store.path}"
         self.status_label.setText(f"{where}; loading {model.describe()}…")
@@ -232,6 +264,10 @@ class SAM2Widget(QWidget):
             return
         controller, self.controller = self.controller, None
         self._unbind_keys()
+        if remove_layers and self.tracks is not None:
+            self.tracks.remove()
+        self.lineage = self.tracks = None
+        self.review_box.strip.clear()
         controller.close(remove_layers=remove_layers)
         self._set_running(False)
         self.busy_bar.hide()
@@ -255,8 +291,8 @@ class SAM2Widget(QWidget):
 
     def _set_running(self, running: bool) -> None:
         self.settings.set_running(running)
-        self.objects_box.setEnabled(running)
-        self.propagate_box.setEnabled(running)
+        for box in (self.objects_box, self.find_box, self.propagate_box, self.review_box, self.lineage_box):
+            box.setEnabled(running)
         self.cancel_button.setEnabled(False)
 
     def _load_failed(self, message: str) -> None:
@@ -300,6 +336,56 @@ class SAM2Widget(QWidget):
         if self.controller is not None and self.cancel_button.isEnabled():
             self.cancel_button.setEnabled(False)  # taken: the run stops after the frame being computed
             self.controller.cancel()
+
+    def find_all(self, *_: Any) -> None:
+        """Find every object that no object covers yet on the frame on screen."""
+        c = self.controller
+        if c is not None and self.find_box.isEnabled() and self.find_box.find_button.isEnabled():
+            c.auto.find_all(c.layers.current_frame(), self.find_box.options())
+
+    def track_all(self, *_: Any) -> None:
+        """Track every object from the frame on screen on, re-detecting every K frames."""
+        c = self.controller
+        if c is not None and self.find_box.isEnabled() and self.find_box.track_button.isEnabled():
+            c.auto.track_all(c.layers.current_frame(), self.find_box.options())
+
+    # ------------------------------------------------------------------ review and lineage
+    def review_next(self, *_: Any) -> None:
+        self.review_box.next()
+
+    def review_previous(self, *_: Any) -> None:
+        self.review_box.previous()
+
+    def accept_object(self, *_: Any) -> None:
+        self.review_box.accept()
+
+    def reject_object(self, *_: Any) -> None:
+        self.review_box.reject()
+
+    def show_lineage(self, *_: Any) -> None:
+        """Show (or refresh) the Tracks layer of the store's lineage."""
+        if self.tracks is not None:
+            count = self.tracks.refresh()
+            if not count:
+                self.status_label.setText("no tracks yet: find, click or track objects first")
+
+    def mark_division(self, parent: int, first: int, second: int) -> None:
+        if self.lineage is not None:
+            self.lineage.mark_division(parent, (first, second))
+
+    def merge_into_current(self, other: int) -> None:
+        if self.lineage is not None and self.controller is not None:
+            self.lineage.merge(self.controller.current, other)
+
+    def split_current(self) -> None:
+        c = self.controller
+        if self.lineage is not None and c is not None:
+            self.lineage.split(c.current, c.layers.current_frame())
+
+    def end_current(self) -> None:
+        c = self.controller
+        if self.lineage is not None and c is not None:
+            self.lineage.end(c.current, c.layers.current_frame())
 
     def delete_object(self, obj_id: int) -> None:
         """Delete ``obj_id`` on every frame, once the user confirms."""
@@ -351,12 +437,15 @@ class SAM2Widget(QWidget):
             self.propagation_label.hide()
         self.propagate_button.setEnabled(not running)
         self.here_button.setEnabled(not running)
+        self.find_box.set_running(running)
+        if not running and self.controller is not None and self.controller.num_frames < 2:
+            self.find_box.track_button.setEnabled(False)
 
     def _refresh_objects(self) -> None:
         c = self.controller
         if c is None:
             return
-        rows = [ObjectRow(i, info.name, info.colour, tuple(c.prompted_frames(i)), i not in c.hidden)
+        rows = [ObjectRow(i, info.name, info.colour, tuple(c.prompted_frames(i)), i not in c.hidden, info.status)
                 for i, info in sorted(c.store.objects.items())]
         self.objects.set_rows(rows, c.current)
         self._current_changed(c.current)

@@ -1,0 +1,250 @@
+""""Find all" and "Track all" in the widget: the engine's automatic masklets on the frame on screen, and tracking
+every object with re-detection every K frames and the division rule — run through the session's task queue like a
+propagation (one task at a time, cancelled between two frames), with results written to the label store as they
+come and shown frame by frame.
+
+Objects found automatically become store objects with status "automatic" and a mask prompt on the frame where they
+were found (stored, and in the prompt book), so a reopened session replays them like any prompt. Divisions found
+by the engine become parent links in the store (``LabelStore.set_object_parent``).
+
+Torch and the engine are imported only inside the worker (the widget's settings travel as :class:`AutoOptions`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import QObject, Signal
+
+from napari_sam2._qt.prompts import FramePrompt, record_prompt
+from napari_sam2._qt.review import AUTOMATIC
+from napari_sam2._qt.tasks import Task
+
+FIND_KEY, TRACK_KEY = "auto-find", "auto-track"
+
+
+@dataclass(frozen=True)
+class AutoOptions:
+    """What the widget's "Find and track" box sets: ``object_diameter`` in frame pixels (None: the engine's default
+    for cells), ``min_area``/``max_area`` in pixels (None: no bound), ``redetect_every`` K frames (None: never)."""
+
+    object_diameter: float | None = None
+    min_area: int | None = None
+    max_area: int | None = None
+    redetect_every: int | None = None
+
+    def find_settings(self) -> Any:
+        """The engine's ``FindSettings`` (imports the engine: call in the worker)."""
+        from napari_sam2.engine import FindSettings
+
+        return FindSettings(object_diameter=self.object_diameter, min_area=self.min_area, max_area=self.max_area)
+
+    def track_settings(self) -> Any:
+        """The engine's ``AutoTrackSettings`` (imports the engine: call in the worker)."""
+        from napari_sam2.engine import AutoTrackSettings
+
+        return AutoTrackSettings(find=self.find_settings(), redetect_every=self.redetect_every)
+
+
+@dataclass(frozen=True)
+class TrackedFrame:
+    """What one step of Track all wrote: ``frame``, the mask prompts of the objects that started there
+    (``{obj_id: (H, W) bool}``), the divisions ``[(parent, (daughter, daughter))]`` and the objects that ended."""
+
+    frame: int
+    new_masks: dict[int, np.ndarray] = field(default_factory=dict)
+    divisions: list[tuple[int, tuple[int, int]]] = field(default_factory=list)
+    ended: list[int] = field(default_factory=list)
+
+
+def record_new_objects(view: Any, result: Any, obj_ids: Sequence[int]) -> dict[int, np.ndarray]:
+    """Objects the engine started on ``result.frame`` (from a mask it found): write their masks as prompt results,
+    register them with status "automatic" and store their masks as their prompts there. Returns ``{obj_id: mask}``.
+
+    ``view``: the label store's frame view; ``result``: the engine's ``FrameResult`` (``frame``, ``obj_ids``,
+    ``logits`` (K, H, W))."""
+    ids = [int(o) for o in obj_ids if int(o) in result.obj_ids]
+    if not ids:
+        return {}
+    rows = [list(result.obj_ids).index(o) for o in ids]
+    logits = np.asarray(result.logits)[rows]
+    view.write_result(result.frame, ids, logits, source="prompt")
+    masks = {}
+    for obj_id, plane in zip(ids, logits, strict=True):
+        view.store.add_object(obj_id)
+        view.store.set_object_status(obj_id, AUTOMATIC)
+        masks[obj_id] = plane > 0
+        if masks[obj_id].any():
+            record_prompt(view, FramePrompt(mask=masks[obj_id]), obj_id, result.frame)
+    return masks
+
+
+class AutoDriver(QObject):
+    """Runs Find all and Track all for ``controller`` (a TrackingController) through its task queue.
+
+    ``progress_changed(done, total, text)`` as the propagation's; ``tracked()`` after a Track all ended (the
+    lineage changed)."""
+
+    progress_changed = Signal(int, int, str)
+    tracked = Signal()
+
+    def __init__(
+        self,
+        controller: Any,
+        on_frame: Callable[[int], None],
+        on_error: Callable[[BaseException], None],
+        after_run: Callable[[str], None],
+    ) -> None:
+        super().__init__(controller)
+        self.controller = controller
+        self._on_frame = on_frame
+        self._on_error = on_error
+        self._after_run = after_run
+        self._running: str | None = None
+        self._cancelling = False
+        self._done = 0
+        self._total = 0
+        self._found = 0
+        self._divisions = 0
+
+    @property
+    def running(self) -> bool:
+        return self._running is not None
+
+    def _can_start(self, what: str) -> bool:
+        c = self.controller
+        if c.session is None:
+            c.status.emit(f"{what}: the model is not loaded yet")
+            return False
+        if self.running or c.propagation.running:
+            c.status.emit(f"{what}: a run is going on; cancel it first (Shift-C)")
+            return False
+        return True
+
+    def _first_free_id(self) -> int:
+        c = self.controller
+        return max([*c.store.objects, *c.book.obj_ids(), c.current, *c.session.obj_ids, 0]) + 1
+
+    # ------------------------------------------------------------------ Find all
+    def find_all(self, frame: int, options: AutoOptions) -> bool:
+        """Find every object on ``frame`` that no object covers yet; returns whether the search was queued."""
+        if not self._can_start("Find all"):
+            return False
+        c = self.controller
+        first = self._first_free_id()
+        word = c.propagation.word
+
+        def run() -> tuple[int, dict[int, np.ndarray]]:
+            session = c.session
+            if session is None:
+                return frame, {}
+            new_ids = session.find_objects(frame, options.find_settings(), first_id=first)
+            masks = record_new_objects(c.view, session.result(frame), new_ids)
+            for obj_id, mask in masks.items():
+                c.memory.prompt_applied((obj_id, frame), FramePrompt(mask=mask))
+            return frame, masks
+
+        self._running = FIND_KEY
+        c.propagating.emit(True)
+        c.status.emit(f"finding objects on {word} {frame}…")
+        c.tasks.submit(Task(FIND_KEY, run, on_return=self._found_objects, on_error=self._on_error,
+                            on_finish=self._find_finished))
+        return True
+
+    def _found_objects(self, outcome: tuple[int, dict[int, np.ndarray]]) -> None:
+        frame, masks = outcome
+        for obj_id, mask in masks.items():
+            if mask.any():
+                self.controller.book.set_mask(obj_id, frame, mask)
+        self._found = len(masks)
+        self._on_frame(frame)
+
+    def _find_finished(self) -> None:
+        self._running = None
+        found, self._found = self._found, 0
+        self._after_run(f"Find all: {found} new object{'s' if found != 1 else ''}")
+
+    # ------------------------------------------------------------------ Track all
+    def track_all(self, start: int, options: AutoOptions) -> bool:
+        """Track every object forward from ``start``, finding new ones every K frames; returns whether it was
+        queued. Stops after the frame being computed on :meth:`cancel`."""
+        if not self._can_start("Track all"):
+            return False
+        c = self.controller
+        ids = itertools.count(self._first_free_id())
+
+        def steps() -> Iterator[TrackedFrame]:
+            from napari_sam2.engine import track_all
+
+            session = c.session
+            if session is None:
+                return
+            for step in track_all(session, options.track_settings(), start=start, direction="forward",
+                                  new_id=lambda: next(ids)):
+                yield self._write_step(step)
+                c.memory_checkpoint()
+
+        self._running, self._cancelling = TRACK_KEY, False
+        self._done, self._total = 0, c.num_frames - start
+        self._found = self._divisions = 0
+        c.propagating.emit(True)
+        self._report(f"tracking every object from {c.propagation.word} {start}…")
+        c.tasks.submit(Task(TRACK_KEY, steps, on_yield=self._tracked_frame, on_error=self._on_error,
+                            on_finish=self._track_finished))
+        return True
+
+    def _write_step(self, step: Any) -> TrackedFrame:
+        """In the worker: one ``AutoStep`` into the label store (see the module docstring)."""
+        c = self.controller
+        result = step.result
+        c.view.write_frame_result(result)
+        started = set(step.new_objects) | {d for div in step.divisions for d in div.daughters}
+        known = c.store.objects
+        masks = record_new_objects(c.view, result, sorted(o for o in started if o not in known))
+        for obj_id, mask in masks.items():
+            c.memory.prompt_applied((obj_id, result.frame), FramePrompt(mask=mask))
+        for division in step.divisions:
+            for daughter in division.daughters:
+                c.store.set_object_parent(int(daughter), int(division.parent))
+        c.memory.changed()
+        divisions = [(int(d.parent), (int(d.daughters[0]), int(d.daughters[1]))) for d in step.divisions]
+        return TrackedFrame(int(result.frame), masks, divisions, [int(o) for o in step.ended])
+
+    def _tracked_frame(self, step: TrackedFrame) -> None:
+        for obj_id, mask in step.new_masks.items():
+            if mask.any():
+                self.controller.book.set_mask(obj_id, step.frame, mask)
+        self._done += 1
+        self._found += len(step.new_masks)
+        self._divisions += len(step.divisions)
+        self._on_frame(step.frame)
+        if not self._cancelling:
+            self._report(f"{self.controller.propagation.word} {step.frame}")
+
+    def _track_finished(self) -> None:
+        self._running = None
+        what = "Track all cancelled" if self._cancelling else "Track all finished"
+        self._cancelling = False
+        self.progress_changed.emit(0, 0, "")
+        word = self.controller.propagation.word
+        self._after_run(f"{what}: {self._done} {word}{'s' if self._done != 1 else ''}, {self._found} new objects, "
+                        f"{self._divisions} division{'s' if self._divisions != 1 else ''}")
+        self.tracked.emit()
+
+    def cancel(self) -> bool:
+        """Stop Track all after the frame being computed; returns whether a run was going on."""
+        if self._running != TRACK_KEY:
+            return False
+        self._cancelling = True
+        self.controller.tasks.cancel(TRACK_KEY)
+        self._report(f"cancelling after {self.controller.propagation.word} being computed…")
+        return True
+
+    def _report(self, where: str) -> None:
+        word = self.controller.propagation.word
+        self.progress_changed.emit(self._done, max(self._total, 1),
+                                   f"{where} · {self._done} of {self._total} {word}s · {self._found} new objects")
