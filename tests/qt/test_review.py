@@ -26,11 +26,7 @@ def squares_store(path, objects=OBJECTS, status="automatic") -> dict[int, tuple[
     ``status``. Returns each object's centroid (y, x)."""
     store = LabelStore.create(path, (FRAMES, SIZE, SIZE), dimension_names=("t", "y", "x"))
     for t in range(FRAMES):
-        plane = np.zeros((SIZE, SIZE), np.uint32)
-        for obj_id, (frames, (y, x)) in objects.items():
-            if t in frames:
-                plane[y : y + 12, x : x + 12] = obj_id
-        store.write_manual(t, plane)
+        store.write_manual(t, squares_frame(t, objects))
     for obj_id in objects:
         store.set_object_status(obj_id, status)
     return {o: (y + 5.5, x + 5.5) for o, (_, (y, x)) in objects.items()}
@@ -118,3 +114,51 @@ def test_a_click_on_a_rejected_object_marks_it_corrected(sam2_viewer, qtbot, tmp
     idle(c, qtbot)
     assert statuses(c) == {1: "corrected", 2: "rejected", 3: "rejected"}
     assert c.view.provenance(0)[1] == "prompt"
+
+
+def click(qtbot, button):
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+
+
+def frames_of(c, obj_id):
+    return [t for t in range(FRAMES) if (c.store.read_frame(t) == obj_id).any()]
+
+
+def test_split_end_and_merge_tracks_with_the_lineage_buttons(sam2_viewer, qtbot, tmp_path):
+    """Each override changes exactly the labels it names, as hand edits ("manual": propagation keeps them)."""
+    viewer, widget, start = sam2_viewer
+    path = tmp_path / "labels.sam2.zarr"
+    squares_store(path)
+    c = start(qtbot, store=path)
+    box = widget.lineage_box
+    widget.objects.list.setCurrentItem(widget.objects.item_for(1))
+    viewer.dims.set_point(0, 3)
+    click(qtbot, box.split_button)  # object 1 from frame 3 on is another cell: object 4
+    idle(c, qtbot)
+    assert frames_of(c, 1) == [0, 1, 2] and frames_of(c, 4) == [3, 4, 5]
+    assert np.array_equal(c.store.read_frame(4) == 4, squares_frame(4) == 1)
+    assert c.view.provenance(4)[1] == "manual" and c.view.provenance(4)[4] == "manual"
+    assert c.store.objects[4].status == "automatic" and widget.objects.item_for(4) is not None
+
+    widget.objects.list.setCurrentItem(widget.objects.item_for(2))
+    viewer.dims.set_point(0, 5)
+    click(qtbot, box.end_button)  # object 2 ends before frame 5
+    idle(c, qtbot)
+    assert frames_of(c, 2) == [3, 4] and c.view.provenance(5)[2] == "manual"
+
+    widget.objects.list.setCurrentItem(widget.objects.item_for(3))
+    box.merge_spin.setValue(2)
+    click(qtbot, box.merge_button)  # object 2 continues object 3's track
+    idle(c, qtbot)
+    assert frames_of(c, 3) == [0, 1, 3, 4] and frames_of(c, 2) == [] and 2 not in c.store.objects
+    assert np.array_equal(c.store.read_frame(3) == 3, squares_frame(3) == 2)
+    assert widget.objects.item_for(2) is None
+
+
+def squares_frame(t, objects=OBJECTS):
+    """Frame ``t`` of the objects' squares (H, W) uint32."""
+    plane = np.zeros((SIZE, SIZE), np.uint32)
+    for obj_id, (frames, (y, x)) in objects.items():
+        if t in frames:
+            plane[y : y + 12, x : x + 12] = obj_id
+    return plane
