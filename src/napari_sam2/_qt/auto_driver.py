@@ -25,6 +25,7 @@ from napari_sam2._qt.review import AUTOMATIC
 from napari_sam2._qt.tasks import Task
 
 FIND_KEY, TRACK_KEY = "auto-find", "auto-track"
+COVERED_FRACTION = 0.5  # a found mask this much inside objects already in the store is one of them
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,22 @@ def record_new_objects(view: Any, result: Any, obj_ids: Sequence[int]) -> dict[i
         if masks[obj_id].any():
             record_prompt(view, FramePrompt(mask=masks[obj_id]), obj_id, result.frame)
     return masks
+
+
+def covered_in_store(result: Any, obj_ids: Sequence[int], labels: np.ndarray) -> list[int]:
+    """Those of ``obj_ids`` whose mask in ``result`` lies mostly (> :data:`COVERED_FRACTION`) on pixels that
+    ``labels`` (the stored (H, W) frame) already gives to an object — painted by hand, say, which the engine does not
+    know about and so cannot skip itself."""
+    taken = np.asarray(labels) > 0
+    covered = []
+    for obj_id in obj_ids:
+        if obj_id not in result.obj_ids:
+            continue
+        mask = np.asarray(result.logits[list(result.obj_ids).index(obj_id)]) > 0
+        area = int(mask.sum())
+        if area and (mask & taken).sum() > COVERED_FRACTION * area:
+            covered.append(int(obj_id))
+    return covered
 
 
 class AutoDriver(QObject):
@@ -142,8 +159,13 @@ class AutoDriver(QObject):
             session = c.session
             if session is None:
                 return frame, {}
+            stored = c.view.read_frame(frame)
             new_ids = session.find_objects(frame, options.find_settings(), first_id=first)
-            masks = record_new_objects(c.view, session.result(frame), new_ids)
+            result = session.result(frame)
+            duplicates = covered_in_store(result, new_ids, stored)
+            for obj_id in duplicates:
+                session.remove_object(obj_id)
+            masks = record_new_objects(c.view, result, [o for o in new_ids if o not in duplicates])
             for obj_id, mask in masks.items():
                 c.memory.prompt_applied((obj_id, frame), FramePrompt(mask=mask))
             return frame, masks
