@@ -116,3 +116,18 @@ def test_split_end_and_merge_edit_exactly_their_pixels_as_hand_edits(store):
         split_track(view, 3, 0, 1)
     with pytest.raises(LabelStoreError, match="nothing to split"):
         split_track(view, 7, 3, 8)
+
+
+def test_found_masks_mostly_on_stored_objects_are_duplicates():
+    from types import SimpleNamespace
+
+    from napari_sam2._qt.auto_driver import covered_in_store
+
+    stored = np.zeros((10, 10), np.uint32)
+    stored[0:4, 0:4] = 1  # painted by hand: 16 pixels
+    logits = np.full((3, 10, 10), -1.0, np.float32)
+    logits[0, 0:4, 0:3] = 1.0  # 12 pixels, all on object 1
+    logits[1, 0:4, 2:6] = 1.0  # 16 pixels, 8 on object 1: half is not "mostly"
+    logits[2, 6:9, 6:9] = 1.0  # on the background
+    result = SimpleNamespace(frame=0, obj_ids=(5, 6, 7), logits=logits)
+    assert covered_in_store(result, [5, 6, 7, 8], stored) == [5]
