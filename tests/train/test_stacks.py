@@ -217,9 +217,15 @@ def test_label_store_without_statuses_trains_on_every_object(tmp_path):
     assert set(np.unique(stack.labels)) == {0, 1, 2, 3}
 
 
-def test_label_store_with_nothing_verified_says_so(tmp_path):
+def test_label_store_trains_on_objects_without_status_but_not_on_unreviewed_masklets(tmp_path):
     image, store, _ = _movie_with_store(tmp_path, {1: "rejected", 2: "automatic"})
-    with pytest.raises(TrainingDataError, match="movie.sam2.zarr records review statuses but no object is verified"):
+    (stack,) = load_label_store(store, image)
+    assert stack.object_ids == (3,)  # object 3 has no status: drawn or prompted, not an automatic masklet
+
+
+def test_label_store_with_nothing_verified_says_so(tmp_path):
+    image, store, _ = _movie_with_store(tmp_path, {1: "rejected", 2: "automatic", 3: "automatic"})
+    with pytest.raises(TrainingDataError, match="movie.sam2.zarr holds only unreviewed or rejected masklets"):
         load_label_store(store, image)
 
 

@@ -78,6 +78,7 @@ def capture_state(session: Session, *, next_frame: int | None = None, reverse: b
         "frames": (session.num_frames, session.height, session.width),
         "memory_pos": tracker._memory_pos.cpu() if tracker._memory_pos is not None else None,
         "objects": objects,
+        "track_ends": dict(session.track_ends),
         # absence counts of lost_patience, only for continuing the pass under way (not, say, for a later pass)
         "absent": (
             {"frame": next_frame, "reverse": reverse, "counts": dict(session.absent_counts)}
@@ -126,6 +127,7 @@ def load_state(session: Session, path: str | Path) -> None:
             f"{expected[2][0]} frames of {expected[2][1]}×{expected[2][2]}"
         )
     session.reset()
+    session.track_ends = {int(o): int(f) for o, f in (state.get("track_ends") or {}).items()}
     absent = state.get("absent")
     session.resume_absent_counts = (
         None if absent is None else (int(absent["frame"]), bool(absent["reverse"]),

@@ -90,6 +90,8 @@ class Session:
         self.absent_counts: dict[int, int] = {}
         self.pass_direction_reverse: bool | None = None
         self.resume_absent_counts: tuple[int, bool, dict[int, int]] | None = None
+        # tracks ended by end_object: obj_id → its last frame (forward passes give it nothing after that)
+        self.track_ends: dict[int, int] = {}
 
     # -- objects -------------------------------------------------------------------------------------------
     @property
@@ -106,6 +108,39 @@ class Session:
         for output in track.all_outputs():
             self.tracker.discard(output)
         del self._tracks[obj_id]
+        self.track_ends.pop(obj_id, None)
+
+    def end_object(self, obj_id: int, last_frame: int) -> None:
+        """End object ``obj_id``'s track after ``last_frame`` (a cell that divided): its results on later frames are
+        discarded and forward passes no longer compute it there. Its prompts and earlier results stay."""
+        track = self._track(obj_id)
+        self.track_ends[obj_id] = int(last_frame)
+        for store in (track.non_cond, track.pending_non_cond):
+            for frame in [f for f in store if f > last_frame]:
+                self.tracker.discard(store.pop(frame))
+        for frame in [f for f in track.tracked if f > last_frame and f not in track.cond]:
+            del track.tracked[frame]
+
+    def find_objects(self, frame: int, settings: Any = None, *, first_id: int | None = None) -> list[int]:
+        """Automatic masklets on ``frame`` (``find_objects.find_masks``: a grid of point prompts decoded from the
+        frame's cached features, no memory); each survivor becomes a new object with its mask as the prompt on
+        ``frame``. New ids are ``first_id``, ``first_id + 1``, … (default: one above the largest id). Returns
+        them in order (best predicted IoU first). With ``settings.skip_covered`` (the default), what the current
+        objects cover on ``frame`` is skipped."""
+        from .find_objects import find_masks
+
+        self._check_frame(frame)
+        masks = find_masks(self, frame, settings)
+        next_id = first_id if first_id is not None else max(self._tracks, default=0) + 1
+        check_obj_id(next_id)
+        ids = []
+        for mask in masks:
+            while next_id in self._tracks:
+                next_id += 1
+            self.add_mask(frame, next_id, mask)
+            ids.append(next_id)
+            next_id += 1
+        return ids
 
     def reset(self) -> None:
         """Forget all objects, prompts and results (cached image features are kept)."""
@@ -247,6 +282,8 @@ class Session:
         try:
             for i, frame in enumerate(order):
                 stopped = {o for o, n in absent_run.items() if lost_patience is not None and n >= lost_patience}
+                if not reverse:
+                    stopped |= {o for o, last in self.track_ends.items() if frame > last}
                 outputs = self.compute.run(self._track_frame, frame, reverse, order[i + 1 : i + 1 + 8], stopped)
                 for track, output in zip(self._tracks.values(), outputs, strict=True):
                     if lost_patience is None or output is None or track.obj_id not in absent_run:

@@ -1,4 +1,4 @@
-"""Exports of a label store for other tools: ImageJ TIFF hyperstack, Cell Tracking Challenge folder, napari Tracks.
+"""Exports of a label store for other tools: ImageJ TIFF hyperstack, Cell Tracking Challenge folder, GEFF graph.
 
 Each reads the store one 2D frame at a time. Files are written under a temporary name and renamed into place, so a
 failed export (full disk…) leaves no half-written file.
@@ -6,6 +6,7 @@ failed export (full disk…) leaves no half-written file.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -17,6 +18,9 @@ import tifffile
 from napari_sam2.io.atomic_store import atomic_write_bytes, make_dirs
 from napari_sam2.io.errors import LabelStoreError, write_error
 from napari_sam2.io.label_store import LabelStore
+from napari_sam2.io.lineage import object_rows, spans_from_rows, time_axes, tracks_from_labels
+
+__all__ = ["export_ctc", "export_geff", "export_tiff", "tracks_from_labels", "write_imagej_tiff"]
 
 _IMAGEJ_ORDER = "tzcyx"
 _UINT16_MAX = np.iinfo(np.uint16).max
@@ -103,22 +107,23 @@ def _volume(store: LabelStore, t: int, names: list[str]) -> np.ndarray:
     return np.stack([store.read_plane(coords(z)) for z in range(n_z)])
 
 
-def export_ctc(store: LabelStore, directory: Path | str) -> Path:
-    """Write a Cell Tracking Challenge result: ``mask000.tif …`` (uint16, 2D or 3D) and ``res_track.txt``.
+def ctc_tracks(
+    presence: list[set[int]], parents: dict[int, int | None]
+) -> tuple[list[list[int]], list[dict[int, int]]]:
+    """CTC tracks ``[label, begin, end, parent]`` and, per frame, ``{object id: CTC label}`` from the objects present
+    on each frame and their parents.
 
-    ``res_track.txt`` has one line ``L B E P`` per track: label, first and last frame, parent 0. An object absent for
-    some frames and back later continues as a new track (new label) whose parent is the previous one, as the CTC
-    format requires for gaps. Returns ``directory``.
+    An object's first stretch keeps its id as label. An object absent for some frames and back later continues as a
+    new track (a new label) whose parent is its previous stretch, as the CTC format requires for gaps. The first
+    stretch of an object with a parent gets as parent the parent's last stretch that ended before it began (0 if
+    there is none: CTC parents end before their daughters begin).
     """
-    directory = Path(directory)
-    t_axis, names = _ctc_layout(store)
-    n_t = store.shape[t_axis]
-    present = [set(np.unique(_volume(store, t, names)).tolist()) - {0} for t in range(n_t)]
-    next_id = max((max(ids) for ids in present if ids), default=0) + 1
-    tracks: list[list[int]] = []  # [label, begin, end, parent]
-    current: dict[int, list[int]] = {}  # object id -> its open track
+    next_id = max((max(ids) for ids in presence if ids), default=0) + 1
+    tracks: list[list[int]] = []
+    current: dict[int, list[int]] = {}  # object id -> its open (latest) track
+    stretches: dict[int, list[list[int]]] = {}
     relabel: list[dict[int, int]] = []
-    for t, ids in enumerate(present):
+    for t, ids in enumerate(presence):
         mapping = {}
         for obj in sorted(ids):
             track = current.get(obj)
@@ -128,9 +133,36 @@ def export_ctc(store: LabelStore, directory: Path | str) -> Path:
                 track = [label, t, t, track[0] if track else 0]
                 tracks.append(track)
                 current[obj] = track
+                stretches.setdefault(obj, []).append(track)
             track[2] = t
             mapping[obj] = track[0]
         relabel.append(mapping)
+    for obj, own in stretches.items():
+        parent = parents.get(obj)
+        if parent is None or parent not in stretches:
+            continue
+        before = [tr for tr in stretches[parent] if tr[2] < own[0][1]]
+        own[0][3] = before[-1][0] if before else 0
+    return tracks, relabel
+
+
+def export_ctc(store: LabelStore, directory: Path | str) -> Path:
+    """Write a Cell Tracking Challenge result: ``mask000.tif …`` (uint16, 2D or 3D), ``res_track.txt`` and
+    ``statuses.json``.
+
+    ``res_track.txt`` has one line ``L B E P`` per track: label, first and last frame, parent label (0: none); the
+    rules for gaps and parents are :func:`ctc_tracks`'s. ``statuses.json`` maps each label to its object id and
+    review status: ``{"<label>": {"object": id, "status": "verified" | … | null}}``. Returns ``directory``.
+    """
+    directory = Path(directory)
+    t_axis, names = _ctc_layout(store)
+    n_t = store.shape[t_axis]
+    present = [set(np.unique(_volume(store, t, names)).tolist()) - {0} for t in range(n_t)]
+    objects = store.objects
+    tracks, relabel = ctc_tracks(present, {o: info.parent for o, info in objects.items()})
+    by_label = {label: obj for frame in relabel for obj, label in frame.items()}
+    statuses = {str(label): {"object": obj, "status": objects[obj].status if obj in objects else None}
+                for label, obj in sorted(by_label.items())}
     if tracks and max(tr[0] for tr in tracks) > _UINT16_MAX:
         raise LabelStoreError(f"{store.path}: CTC masks are uint16; labels above {_UINT16_MAX} cannot be exported")
     digits = 3 if n_t <= 1000 else 4
@@ -150,44 +182,56 @@ def export_ctc(store: LabelStore, directory: Path | str) -> Path:
                 tmp.unlink(missing_ok=True)
         lines = "".join(f"{label} {begin} {end} {parent}\n" for label, begin, end, parent in sorted(tracks))
         atomic_write_bytes(directory / "res_track.txt", lines.encode())
+        atomic_write_bytes(directory / "statuses.json", json.dumps(statuses, indent=1).encode())
     except OSError as exc:
         raise write_error("write the Cell Tracking Challenge export", directory, exc) from exc
     return directory
 
 
-def tracks_from_labels(store: LabelStore) -> np.ndarray:
-    """napari Tracks data from object centroids: (N, 4) ``[track_id, t, y, x]``, or (N, 5) with ``z``.
+def export_geff(store: LabelStore, path: Path | str, *, axis: str | None = None) -> Path:
+    """Write the store's tracks as a GEFF graph (``geff`` package, zarr) at ``path``; returns ``path``.
 
-    One row per object and time point where it has pixels, sorted by id then time; the time axis is ``t``, or the
-    first frame axis if there is no ``t``.
+    Nodes: one per object and time point where it has pixels, with properties ``t``, (``z``,) ``y``, ``x`` (centroid,
+    pixels), ``area`` (pixels), ``track_id`` (the object id) and ``status`` (its review status, "" if none).
+    Edges: an object's node to its next node in time (across gaps too), and each division's parent's last node to
+    each daughter's first node. ``path`` must not exist.
     """
-    names = _frame_axes(store)
-    time_axis = "t" if "t" in names else names[0]
-    depth = "z" if "z" in names and time_axis != "z" else None
-    extra = [n for n in names if n not in (time_axis, depth) and store.shape[names.index(n)] > 1]
-    if extra:
-        raise LabelStoreError(f"{store.path}: axes {extra} cannot be part of tracks (time, z, y, x only)")
-    n_z = store.shape[names.index(depth)] if depth else 1
-    h, w = store.shape2d
-    yy, xx = np.mgrid[0:h, 0:w]
-    rows = []
-    for t in range(store.shape[names.index(time_axis)]):
-        count = np.zeros(1)
-        sums = [np.zeros(1) for _ in range(3)]
-        for z in range(n_z):
-            coords = tuple(t if n == time_axis else z if n == depth else 0 for n in names)
-            flat = store.read_plane(coords).ravel().astype(np.int64)
-            size = int(flat.max()) + 1 if flat.size else 1
-            grow = max(size, count.size)
-            count = np.pad(count, (0, grow - count.size))
-            sums = [np.pad(s, (0, grow - s.size)) for s in sums]
-            count[:size] += np.bincount(flat, minlength=size)
-            for s, weights in zip(sums, (np.full(flat.size, z), yy.ravel(), xx.ravel()), strict=True):
-                s[:size] += np.bincount(flat, weights=weights, minlength=size)
-        for obj in np.nonzero(count)[0]:
-            if obj == 0:
-                continue
-            centre = [s[obj] / count[obj] for s in sums]
-            rows.append([obj, t, *(centre if depth else centre[1:])])
-    data = np.asarray(rows, dtype=np.float64).reshape(-1, 5 if depth else 4)
-    return data[np.lexsort((data[:, 1], data[:, 0]))] if len(data) else data
+    import geff
+    import networkx as nx
+
+    path = Path(path)
+    if path.exists():
+        raise LabelStoreError(f"{path} already exists; choose a new path for the GEFF export (nothing is overwritten)")
+    _, depth = time_axes(store, axis)
+    rows = object_rows(store, axis)
+    objects = store.objects
+    spans = spans_from_rows(rows, {o: info.parent for o, info in objects.items()})
+    graph = nx.DiGraph()
+    first_node: dict[int, int] = {}
+    last_node: dict[int, int] = {}
+    spatial = ["z", "y", "x"] if depth else ["y", "x"]
+    for node, row in enumerate(rows):
+        obj, t = int(row[0]), int(row[1])
+        status = objects[obj].status if obj in objects else None
+        props = dict(zip(spatial, (float(v) for v in row[2:-1]), strict=True))
+        graph.add_node(node, t=t, **props, area=float(row[-1]), track_id=obj, status=status or "")
+        if obj in last_node:
+            graph.add_edge(last_node[obj], node)
+        first_node.setdefault(obj, node)
+        last_node[obj] = node
+    for obj, span in spans.items():
+        if span.parent is not None:
+            graph.add_edge(last_node[span.parent], first_node[obj])
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.sam2-tmp"
+    try:
+        make_dirs(path.parent)
+        geff.write(graph, tmp, axis_names=["t", *spatial], axis_types=["time"] + ["space"] * len(spatial))
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise write_error("write the GEFF export", path, exc) from exc
+    finally:
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path

@@ -281,6 +281,7 @@ class LabelStore:
                 name if name is not None else old.name if old else f"object {obj_id}",
                 normalise_colour(colour) if colour is not None else old.colour if old else default_colour(obj_id),
                 old.status if old else None,
+                old.parent if old else None,
             )
             if info != old:
                 try:
@@ -310,6 +311,24 @@ class LabelStore:
                     self._records.save_object(info)
                 except OSError as exc:
                     raise write_error(f"save the status of object {obj_id} in", self.path, exc) from exc
+                self._objects[info.id] = info
+            return info
+
+    def set_object_parent(self, obj_id: int, parent: int | None) -> ObjectInfo:
+        """Record that object ``obj_id`` divided from object ``parent`` (None: it has no parent); durable. The parent
+        need not be registered yet (objects are registered as results arrive)."""
+        if parent is not None:
+            (parent,) = check_obj_ids([parent])
+            if parent == int(obj_id):
+                raise LabelStoreError(f"{self.path}: object {obj_id} cannot be its own parent")
+        with self._lock:
+            self._check_writable()
+            info = dataclasses.replace(self._known(obj_id), parent=parent)
+            if info != self._objects[info.id]:
+                try:
+                    self._records.save_object(info)
+                except OSError as exc:
+                    raise write_error(f"save the parent of object {obj_id} in", self.path, exc) from exc
                 self._objects[info.id] = info
             return info
 

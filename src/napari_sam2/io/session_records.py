@@ -3,7 +3,7 @@
 Every record is a small zarr v3 group document (``zarr.json`` with the record in ``attributes``), written atomically
 (temporary file, fsync, ``os.replace``), so plain zarr sees a valid hierarchy and a crash never leaves half a record::
 
-    session/objects/<id>/zarr.json        {"id", "name", "colour", "removed"}
+    session/objects/<id>/zarr.json        {"id", "name", "colour", "status", "parent", "removed"}
     session/prompts/<seq>/zarr.json       {"seq", "obj_id", "axis", "frame", "coords", "points", "labels", "box", …}
     session/prompts/<seq>/mask            (H, W) bool zarr array, written before the document that commits it
     session/frames/<i_j…>/zarr.json       {"coords", "objects", "pending": {"crc", "objects"}}
@@ -39,13 +39,15 @@ OBJECT_STATUSES = ("automatic", "verified", "rejected", "corrected")
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """One segmented object: label value ``id``, display ``name``, ``colour`` (``"#rrggbb"``) and review ``status``
-    (one of :data:`OBJECT_STATUSES`, or None where none was recorded)."""
+    """One segmented object: label value ``id``, display ``name``, ``colour`` (``"#rrggbb"``), review ``status``
+    (one of :data:`OBJECT_STATUSES`, or None where none was recorded) and lineage ``parent`` (the id of the object it
+    divided from, or None)."""
 
     id: int
     name: str
     colour: str
     status: str | None = None
+    parent: int | None = None
 
 
 @dataclass(frozen=True)
@@ -138,16 +140,19 @@ class SessionRecords:
             if doc.get("removed"):
                 removed.append(int(doc["id"]))
             else:
-                status = doc.get("status")  # stores written before statuses existed have none
+                status = doc.get("status")  # stores written before statuses (or parents) existed have none
+                parent = doc.get("parent")
                 objects[int(doc["id"])] = ObjectInfo(
-                    int(doc["id"]), str(doc["name"]), str(doc["colour"]), status if status in OBJECT_STATUSES else None
+                    int(doc["id"]), str(doc["name"]), str(doc["colour"]), status if status in OBJECT_STATUSES else None,
+                    int(parent) if isinstance(parent, int) and not isinstance(parent, bool) else None,
                 )
         return objects, removed
 
     def save_object(self, info: ObjectInfo, *, removed: bool = False) -> None:
         self._write(
             f"objects/{info.id}",
-            {"id": info.id, "name": info.name, "colour": info.colour, "status": info.status, "removed": removed},
+            {"id": info.id, "name": info.name, "colour": info.colour, "status": info.status, "parent": info.parent,
+             "removed": removed},
         )
 
     def delete_object(self, obj_id: int) -> None:

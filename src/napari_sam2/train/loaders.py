@@ -184,14 +184,15 @@ def load_ome_zarr(path: Path | str, *, label_name: str | None = None, axis: str 
 
 
 def trainable_objects(store: LabelStore) -> tuple[int, ...] | None:
-    """Objects of a store that may train: those verified or corrected where statuses are recorded, else all."""
+    """Objects of a store that may train: verified, corrected, and those with no status (made by hand or from
+    prompts); never "automatic" (not yet reviewed) or "rejected" masklets. None: every object may."""
     statuses = {obj_id: info.status for obj_id, info in store.objects.items()}
     if not any(s is not None for s in statuses.values()):
         return None
-    allowed = tuple(obj_id for obj_id, s in statuses.items() if s in TRAINABLE_STATUSES)
+    allowed = tuple(obj_id for obj_id, s in statuses.items() if s is None or s in TRAINABLE_STATUSES)
     if not allowed:
         raise TrainingDataError(
-            f"label store {store.path} records review statuses but no object is verified or corrected: "
+            f"label store {store.path} holds only unreviewed or rejected masklets: "
             "verify or correct some objects first"
         )
     return allowed
@@ -210,7 +211,7 @@ def _store_axis(store: LabelStore) -> str:
 def load_label_store(store: Path | str, image: Path | str, *, axis: str | None = None) -> list[LabeledStack]:
     """Our label store with the image it labels: the frames that were ever labelled, in runs of consecutive frames.
 
-    Objects: verified or corrected ones where the store records review statuses, else all of them.
+    Objects: verified, corrected and unreviewed-by-design ones (no status); see :func:`trainable_objects`.
     """
     with training_errors():
         label_store = LabelStore.open(store, read_only=True)
