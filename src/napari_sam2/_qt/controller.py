@@ -542,6 +542,10 @@ class TrackingController(QObject):
 
         self.tasks.submit(Task("save-memory", save, on_error=self._failed), last=True)
 
+    def save_memory(self) -> None:
+        """Queue a snapshot of the engine's memory after everything queued so far (if it changed)."""
+        self._save_memory()
+
     def memory_checkpoint(self) -> None:
         """In the worker, between two propagated frames (see ``EngineMemory.checkpoint``)."""
         if self.session is not None:

@@ -1,6 +1,7 @@
 """The lineage overrides carried out for a session: each runs in the session's task queue (after the work queued
 before it, never during a run), writes through the label store (see ``lineage_edits``), then redraws the labels,
-lists the objects again and refreshes the Tracks layer."""
+lists the objects again and refreshes the Tracks layer. A track split or ended at frame f also ends in the engine
+after f - 1 (``Session.end_object``), so a later propagation does not carry it on past frames it was never on."""
 
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ class LineageActions(QObject):
             c.objects_changed.emit()
 
         c.tasks.submit(Task(f"lineage-{what}", run, on_error=failed, on_finish=done))
+        c.save_memory()
         return True
 
     def mark_division(self, parent: int, daughters: tuple[int, int]) -> bool:
@@ -71,6 +73,13 @@ class LineageActions(QObject):
 
         return self._run("merge", work, (keep,), after=lambda: self.controller.delete_object(absorb))
 
+    def _end_in_engine(self, obj_id: int, frame: int) -> None:
+        """In the worker: the engine stops tracking ``obj_id`` from ``frame`` on."""
+        session = self.controller.session
+        if session is not None and frame > 0 and obj_id in session.obj_ids:
+            session.end_object(obj_id, frame - 1)
+            self.controller.memory.changed()
+
     def split(self, obj_id: int, frame: int) -> bool:
         """From ``frame`` on, ``obj_id`` is a new object (the next free id)."""
         c = self.controller
@@ -78,6 +87,7 @@ class LineageActions(QObject):
 
         def work() -> str:
             frames = split_track(c.view, obj_id, frame, new_id)
+            self._end_in_engine(obj_id, frame)
             return f"object {obj_id} split at {c.propagation.word} {frame}: object {new_id} on {len(frames)} frames"
 
         return self._run("split", work, (obj_id, new_id))
@@ -88,6 +98,7 @@ class LineageActions(QObject):
 
         def work() -> str:
             frames = end_track(c.view, obj_id, frame)
+            self._end_in_engine(obj_id, frame)
             return f"object {obj_id} ends before {c.propagation.word} {frame} (erased on {len(frames)})"
 
         return self._run("end track", work, (obj_id,))

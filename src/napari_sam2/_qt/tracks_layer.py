@@ -1,6 +1,7 @@
 """The lineage as a napari Tracks layer: one track per object (its centroid on each frame where it has pixels) and the
 division graph (daughter → parent), from ``napari_sam2.io.lineage.tracks_layer_data``; refreshed after Track all and
-after every lineage override. Shown for stores with one frame axis (t, y, x)."""
+after every lineage override. Shown for stores whose frame axes are time, or time then depth (t, z, y, x): a Tracks
+row is then [track, t, (z,) y, x], in the labels layer's own axes."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ class LineageTracks:
 
     @property
     def supported(self) -> bool:
-        """Whether the store has one frame axis (a Tracks row is [track, t, y, x])."""
-        return len(self.store.shape) == 3
+        """Whether the store's frame axes are (any one axis) or (t, z): the Tracks rows then match its axes."""
+        frame_axes = tuple(self.store.dimension_names[:-2])
+        return len(frame_axes) == 1 or frame_axes == ("t", "z")
 
     def refresh(self) -> int:
         """Show the store's lineage now; returns the number of tracks (0: no layer)."""
@@ -33,7 +35,7 @@ class LineageTracks:
         from napari_sam2.io.lineage import tracks_layer_data
 
         data, graph = tracks_layer_data(self.store)
-        data = np.asarray(data, np.float64).reshape(-1, 4)
+        data = np.asarray(data, np.float64).reshape(-1, len(self.store.shape) + 1)
         if not len(data):
             self.remove()
             return 0
