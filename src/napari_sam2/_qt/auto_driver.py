@@ -31,22 +31,28 @@ COVERED_FRACTION = 0.5  # a found mask this much inside objects already in the s
 @dataclass(frozen=True)
 class AutoOptions:
     """What the widget's "Find and track" box sets: ``object_diameter`` in frame pixels (None: the engine's default
-    for cells), ``min_area``/``max_area`` in pixels (None: no bound), ``redetect_every`` K frames (None: never)."""
+    for cells), ``min_area``/``max_area`` in pixels (None: the engine's range for the diameter), ``redetect_every``
+    K frames (None: never), ``min_quality``/``min_stability``: the predicted IoU and the stability score a candidate
+    mask needs (None: the engine's defaults)."""
 
     object_diameter: float | None = None
     min_area: int | None = None
     max_area: int | None = None
     redetect_every: int | None = None
+    min_quality: float | None = None
+    min_stability: float | None = None
 
     def find_settings(self) -> Any:
         """The engine's ``FindSettings`` (imports the engine: call in the worker)."""
-        from napari_sam2.engine import FindSettings
+        from napari_sam2.engine.find_objects import FindSettings
 
-        return FindSettings(object_diameter=self.object_diameter, min_area=self.min_area, max_area=self.max_area)
+        scores = {"pred_iou_threshold": self.min_quality, "stability_threshold": self.min_stability}
+        return FindSettings(object_diameter=self.object_diameter, min_area=self.min_area, max_area=self.max_area,
+                            **{k: v for k, v in scores.items() if v is not None})
 
     def track_settings(self) -> Any:
         """The engine's ``AutoTrackSettings`` (imports the engine: call in the worker)."""
-        from napari_sam2.engine import AutoTrackSettings
+        from napari_sam2.engine.auto_track import AutoTrackSettings
 
         return AutoTrackSettings(find=self.find_settings(), redetect_every=self.redetect_every)
 
@@ -200,7 +206,7 @@ class AutoDriver(QObject):
         ids = itertools.count(self._first_free_id())
 
         def steps() -> Iterator[TrackedFrame]:
-            from napari_sam2.engine import track_all
+            from napari_sam2.engine.auto_track import track_all
 
             session = c.session
             if session is None:
