@@ -51,8 +51,8 @@ class FindSettings:
 
     object_diameter: float | None = None
     points_per_side: int | None = None
-    pred_iou_threshold: float = 0.8
-    stability_threshold: float = 0.9
+    pred_iou_threshold: float = 0.6
+    stability_threshold: float = 0.75
     stability_offset: float = 1.0
     min_area: int | None = None
     max_area: int | None = None
