@@ -5,6 +5,7 @@ whose positions the test knows; the division override and the Tracks layer use a
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from qtpy.QtCore import Qt
 from qtpy.QtTest import QTest
 from qtpy.QtWidgets import QApplication
@@ -79,6 +80,7 @@ def matches(labels, centre, ids):
     return [i for i in ids if iou(labels == i, disc(centre)) > 0.5]
 
 
+@pytest.mark.slow
 def test_find_all_then_track_all_with_redetection(make_napari_viewer, qtbot, tmp_path):
     from napari_sam2._qt.widget import SAM2Widget
 

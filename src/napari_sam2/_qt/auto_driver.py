@@ -229,9 +229,9 @@ class AutoDriver(QObject):
         """In the worker: one ``AutoStep`` into the label store (see the module docstring)."""
         c = self.controller
         result = step.result
+        known = c.store.objects  # before the frame is written, which registers every id it carries
         c.view.write_frame_result(result)
         started = set(step.new_objects) | {d for div in step.divisions for d in div.daughters}
-        known = c.store.objects
         masks = record_new_objects(c.view, result, sorted(o for o in started if o not in known))
         for obj_id, mask in masks.items():
             c.memory.prompt_applied((obj_id, result.frame), FramePrompt(mask=mask))
