@@ -129,7 +129,7 @@ def test_find_all_then_track_all_with_redetection(make_napari_viewer, qtbot, tmp
         widget.stop()
 
 
-def test_a_division_marked_in_the_widget_shows_in_the_tracks_layer(sam2_viewer, qtbot, tmp_path):
+def test_a_division_marked_in_the_widget_shows_in_the_tracks_layer(sam2_viewer, qtbot, tmp_path, monkeypatch):
     viewer, widget, start = sam2_viewer
     path = tmp_path / "labels.sam2.zarr"
     objects = {1: (range(0, 3), (40, 40)), 2: (range(3, 6), (30, 40)), 3: (range(3, 6), (60, 40))}
@@ -150,3 +150,14 @@ def test_a_division_marked_in_the_widget_shows_in_the_tracks_layer(sam2_viewer, 
         rows = data[data[:, 0] == obj_id]
         assert rows[:, 1].tolist() == list(frames)
         assert np.allclose(rows[:, 2:], centres[obj_id])
+
+    out = tmp_path / "RES"
+    out.mkdir()
+    from qtpy.QtWidgets import QFileDialog  # the folder the user would choose in the dialog the button opens
+
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(out)))
+    qtbot.mouseClick(box.ctc_button, Qt.MouseButton.LeftButton)  # export with the lineage
+    idle(c, qtbot)
+    assert (out / "res_track.txt").read_text().split("\n") == ["1 0 2 0", "2 3 5 1", "3 3 5 1", ""]
+    assert len(list(out.glob("mask*.tif"))) == 6 and "written to" in widget.status_label.text()
+

@@ -6,6 +6,7 @@ after f - 1 (``Session.end_object``), so a later propagation does not carry it o
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from qtpy.QtCore import QObject, Signal
@@ -102,3 +103,32 @@ class LineageActions(QObject):
             return f"object {obj_id} ends before {c.propagation.word} {frame} (erased on {len(frames)})"
 
         return self._run("end track", work, (obj_id,))
+
+    def export(self, kind: str, path: Path) -> bool:
+        """Write the store's labels and lineage: ``kind`` "ctc" (a Cell Tracking Challenge result folder: masks,
+        res_track.txt with parents, statuses.json) or "geff" (a GEFF graph; ``path`` must not exist)."""
+        c = self.controller
+        path = Path(path)
+        if c.propagation.running or c.auto.running:
+            c.status.emit("export: wait for the run to end or cancel it (Shift-C)")
+            return False
+        message: list[str] = []
+
+        def run() -> None:
+            from napari_sam2.io.exports import export_ctc, export_geff
+
+            (export_ctc if kind == "ctc" else export_geff)(c.store, path)
+            message.append(f"{'CTC result' if kind == 'ctc' else 'GEFF graph'} written to {path}")
+
+        def failed(err: BaseException) -> None:
+            if isinstance(err, (LabelStoreError, OSError, ValueError)):
+                c.status.emit(f"export to {path} failed: {err}")
+            else:
+                c.error.emit(f"export to {path}: {type(err).__name__}: {err}")
+
+        def done() -> None:
+            if message:
+                c.status.emit(message[0])
+
+        c.tasks.submit(Task(f"export-{kind}", run, on_error=failed, on_finish=done))
+        return True

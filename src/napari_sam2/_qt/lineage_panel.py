@@ -1,6 +1,7 @@
 """The widget's "Lineage" box: show the lineage as a Tracks layer, and override what the division rule decided —
 mark a division (parent → two daughters), merge another track into the current object, split the current object's
-track at the frame on screen, or end it there. The widget carries the actions out (see ``lineage_edits``)."""
+track at the frame on screen, or end it there; export the labels with their lineage (Cell Tracking Challenge result,
+GEFF graph). The widget carries the actions out (see ``lineage_edits`` and ``lineage_actions``)."""
 
 from __future__ import annotations
 
@@ -21,13 +22,14 @@ def _id_spin(tip: str) -> QSpinBox:
 class LineagePanel(QGroupBox):
     """Signals: ``show_requested()``, ``division_requested(parent, daughter, daughter)``,
     ``merge_requested(other)`` (into the current object), ``split_requested()``, ``end_requested()`` (the current
-    object, at the frame on screen)."""
+    object, at the frame on screen), ``export_requested(kind)`` ("ctc" or "geff")."""
 
     show_requested = Signal()
     division_requested = Signal(int, int, int)
     merge_requested = Signal(int)
     split_requested = Signal()
     end_requested = Signal()
+    export_requested = Signal(str)
 
     def __init__(self) -> None:
         super().__init__("Lineage")
@@ -49,6 +51,12 @@ class LineagePanel(QGroupBox):
         self.end_button = QPushButton("End current here")
         self.end_button.setToolTip("The current object's track ends before the frame on screen: its pixels from "
                                    "there on are erased")
+        self.ctc_button = QPushButton("Export CTC…")
+        self.ctc_button.setToolTip("Write a Cell Tracking Challenge result folder: mask000.tif…, res_track.txt with "
+                                   "each track's parent, statuses.json with the review statuses")
+        self.geff_button = QPushButton("Export GEFF…")
+        self.geff_button.setToolTip("Write the tracks as a GEFF graph (nodes: centroid, area, track, status; edges "
+                                    "along each track and from parents to daughters)")
         grid = QGridLayout(self)
         grid.addWidget(self.show_button, 0, 0, 1, 4)
         grid.addWidget(QLabel("Parent"), 1, 0)
@@ -62,11 +70,15 @@ class LineagePanel(QGroupBox):
         grid.addWidget(self.merge_button, 3, 2, 1, 2)
         grid.addWidget(self.split_button, 4, 0, 1, 2)
         grid.addWidget(self.end_button, 4, 2, 1, 2)
+        grid.addWidget(self.ctc_button, 5, 0, 1, 2)
+        grid.addWidget(self.geff_button, 5, 2, 1, 2)
         self.show_button.clicked.connect(self.show_requested)
         self.division_button.clicked.connect(self._division)
         self.merge_button.clicked.connect(lambda: self.merge_requested.emit(self.merge_spin.value()))
         self.split_button.clicked.connect(self.split_requested)
         self.end_button.clicked.connect(self.end_requested)
+        self.ctc_button.clicked.connect(lambda: self.export_requested.emit("ctc"))
+        self.geff_button.clicked.connect(lambda: self.export_requested.emit("geff"))
 
     def _division(self) -> None:
         a, b = (s.value() for s in self.daughter_spins)

@@ -13,6 +13,7 @@ from qtpy.QtCore import QEvent
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -183,6 +184,7 @@ class SAM2Widget(QWidget):
         self.lineage_box.merge_requested.connect(self.merge_into_current)
         self.lineage_box.split_requested.connect(self.split_current)
         self.lineage_box.end_requested.connect(self.end_current)
+        self.lineage_box.export_requested.connect(self.export_lineage)
         self._set_running(False)
 
     def event(self, event: QEvent) -> bool:
@@ -386,6 +388,23 @@ class SAM2Widget(QWidget):
         c = self.controller
         if self.lineage is not None and c is not None:
             self.lineage.end(c.current, c.layers.current_frame())
+
+    def export_lineage(self, kind: str, path: str | Path | None = None) -> None:
+        """Export the labels with their lineage: ``kind`` "ctc" (a folder) or "geff"; ``path``: asked if None."""
+        c = self.controller
+        if self.lineage is None or c is None:
+            return
+        if path is None:
+            stem = c.store.path.name.split(".")[0]
+            if kind == "ctc":
+                path = QFileDialog.getExistingDirectory(self, "Folder for the CTC result (RES)",
+                                                        str(c.store.path.parent))
+            else:
+                path, _ = QFileDialog.getSaveFileName(self, "GEFF graph", str(c.store.path.parent / f"{stem}.geff"),
+                                                      "GEFF (*.geff *.zarr)")
+            if not path:
+                return
+        self.lineage.export(kind, Path(path))
 
     def delete_object(self, obj_id: int) -> None:
         """Delete ``obj_id`` on every frame, once the user confirms."""
