@@ -122,10 +122,10 @@ def parse_axes(text: str | None) -> str | list[str] | None:
     return [a.strip() for a in text.split(",")] if "," in text else text
 
 
-def open_stack_and_prompts(stack: str, prompts_path: str, axis: str | None, channel: str | None,
+def open_stack_and_prompts(stack: str, prompts_path: str | None, axis: str | None, channel: str | None,
                            position: str | None, axes: str | None = None) -> StackAndPrompts:
     """Open ``stack`` lazily along the chosen axis (default: ``t``, or a volume's ``z``) and read the prompts
-    (options as given on the command line)."""
+    (options as given on the command line; no prompt file: an empty set, for ``--auto``)."""
     axis_opt, channel_opt, position_opt = parse_axis(axis), parse_channel(channel), parse_position(position)
     if "c" in position_opt:  # `--position c=1` is a natural way to pick a channel
         if channel_opt is not None:
@@ -134,7 +134,7 @@ def open_stack_and_prompts(stack: str, prompts_path: str, axis: str | None, chan
     path = Path(stack)
     if not path.exists():
         raise CliError(f"stack {path} does not exist")
-    is_json = Path(prompts_path).suffix.lower() == ".json"
+    is_json = prompts_path is not None and Path(prompts_path).suffix.lower() == ".json"
     prompts = load_prompts(prompts_path) if is_json else None
     if prompts is not None:
         axis_opt = _choose(axis_opt, prompts.axis, "--axis", prompts)
@@ -150,6 +150,8 @@ def open_stack_and_prompts(stack: str, prompts_path: str, axis: str | None, chan
         raw.close()
         raise
     try:
+        if prompts_path is None:
+            return StackAndPrompts(source, PromptSet((), source="no prompt file"), path)
         if prompts is None:
             prompts = load_prompts(prompts_path, axes=source.label_axes, frame_axis=source.frame_axis,
                                    position=source.position)

@@ -19,9 +19,10 @@ PROG = "napari-sam2"
 DEFAULT_MODEL = "sam2.1_hiera_tiny"
 
 SEGMENT_HELP = """\
-Segment a stack from prompts: open it lazily, apply the prompts, propagate SAM 2 along the frame axis and write
-the labels to a label store (a zarr group; zarr.open_group(OUT)["labels"] has the stack's shape without its
-channel axis). Running the same command again after an interruption (Ctrl-C, kill, crash, job time limit)
+Segment a stack from prompts, or find and track every object (--auto): open it lazily, apply the prompts (and/or
+find objects automatically), propagate SAM 2 along the frame axis and write the labels to a label store (a zarr
+group; zarr.open_group(OUT)["labels"] has the stack's shape without its channel axis).
+Running the same command again after an interruption (Ctrl-C, kill, crash, job time limit)
 continues where it stopped and gives the same labels as an uninterrupted run.
 """
 
@@ -34,6 +35,7 @@ pixels (y, x) of the frame. See docs/cli.md.
 example:
   napari-sam2 segment movie.ome.tif --prompts prompts.json --out labels.zarr --device cuda
   napari-sam2 segment embryo.ome.zarr --axis z --position t=3 --prompts z.json --out labels.zarr
+  napari-sam2 segment movie.tif --auto --object-diameter 40 --out labels.zarr --export ctc --export-path RES
 """
 
 
@@ -54,6 +56,23 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text}")
+    return value
+
+
 def _image_size(text: str) -> int:
     value = _positive_int(text)
     if value % 32 or value < 64:
@@ -68,10 +87,12 @@ def _device(text: str) -> str:
 
 
 def _add_segment(commands) -> None:
-    p = commands.add_parser("segment", help="segment a stack from prompts (resumable)", description=SEGMENT_HELP,
+    p = commands.add_parser("segment", help="segment a stack from prompts, or everything with --auto (resumable)",
+                            description=SEGMENT_HELP,
                             epilog=SEGMENT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("stack", help="TIFF, OME-TIFF, zarr / OME-Zarr folder, or a folder of single-frame TIFFs")
-    p.add_argument("--prompts", required=True, metavar="PROMPTS", help="prompt file: .json, or napari Points .csv")
+    p.add_argument("--prompts", metavar="PROMPTS",
+                   help="prompt file: .json, or napari Points .csv (needed unless --auto)")
     p.add_argument("--out", required=True, metavar="LABELS", help="label store to write (a folder, e.g. labels.zarr)")
     where = p.add_argument_group("which frames")
     where.add_argument("--axis", metavar="t|z|NAME|INDEX",
@@ -97,14 +118,34 @@ def _add_segment(commands) -> None:
     model.add_argument("--encoder-batch", type=_positive_int, default=1, metavar="N",
                        help="frames per image-encoder call (default 1); more is faster on a GPU, but a resumed "
                             "run may then differ from an uninterrupted one in a few pixels")
+    auto = p.add_argument_group("automatic (find every object, follow it, detect divisions)")
+    auto.add_argument("--auto", action="store_true",
+                      help="find the objects on the first frame and every K frames after (cells that enter or are "
+                           "born), track them all forward, end a track where its cell divides and start two "
+                           "daughters (lineage in the store and in CTC / GEFF exports); with --prompts too, the "
+                           "prompted objects are tracked as well")
+    auto.add_argument("--redetect-every", type=_positive_int, metavar="K",
+                      help="look for new objects every K frames (default 10)")
+    auto.add_argument("--object-diameter", type=_positive_float, metavar="D",
+                      help="expected object diameter in pixels (default: 1/24 of the frame's longer side)")
+    auto.add_argument("--min-size", type=_positive_int, metavar="A",
+                      help="smallest object area in pixels (default: a sixth of a disc of the diameter)")
+    auto.add_argument("--max-size", type=_positive_int, metavar="A",
+                      help="largest object area in pixels (default: four discs of the diameter)")
+    auto.add_argument("--min-predicted-iou", type=_fraction, metavar="X",
+                      help="keep masks whose predicted IoU is at least X (default 0.6; the shipped starter model "
+                           "predicts low values: try 0.3 with it)")
+    auto.add_argument("--min-stability", type=_fraction, metavar="X",
+                      help="keep masks whose stability score is at least X (default 0.75; 0.6 with the starter)")
     run = p.add_argument_group("run")
-    run.add_argument("--direction", default="both", choices=("both", "forward", "backward"),
+    run.add_argument("--direction", default=None, choices=("both", "forward", "backward"),
                      help="both (default): forward from the first prompted frame, then backward from it; "
-                          "backward starts at the last prompted frame")
+                          "backward starts at the last prompted frame; --auto runs forward from frame 0")
     run.add_argument("--lost-patience", type=_positive_int, metavar="K",
                      help="stop tracking an object for the rest of a pass once it was predicted absent on K frames "
                           "in a row (against false positives after a cell leaves, or past a nucleus in z)")
-    run.add_argument("--export", choices=("ome-zarr", "tiff", "ctc"), help="also export the labels when done")
+    run.add_argument("--export", choices=("ome-zarr", "tiff", "ctc", "geff"),
+                     help="also export the labels when done (ctc and geff with lineage and review statuses)")
     run.add_argument("--export-path", metavar="PATH", help="where to write the export")
     run.add_argument("--restart", action="store_true",
                      help="discard the progress and labels of an earlier run in LABELS made with other inputs")

@@ -115,8 +115,10 @@ class Runner:
         cadence: SaveCadence,
         *,
         lost_patience: int | None = None,
+        auto: Any = None,
     ) -> None:
         self.session = session
+        self.auto = auto  # an AutoRun for --auto: frames come from its track_all
         self.lost_patience = lost_patience
         self.view = view
         self.record = record
@@ -179,6 +181,8 @@ class Runner:
         old = data["state"]
         data.update(state=ref, next_frame=next_frame, state_bytes=ref["size"], saves=data.get("saves", 0) + 1,
                     save_seconds=round(data.get("save_seconds", 0.0) + cost, 4))
+        if self.auto is not None:
+            self.auto.save_into(data)
         data["frames_written"] = self.steps_done()
         self.record.save()
         if old and old != data["seed"]:
@@ -211,6 +215,7 @@ class Runner:
             self.progress.close()
         self.record.data.update(complete=True, state=None, seed=None, next_frame=None,
                                 frames_written=self.total_steps())
+        self.record.data.pop("auto_state", None)
         self.record.save()
         self.record.remove_unreferenced()
 
@@ -225,7 +230,11 @@ class Runner:
         step = -1 if reverse else 1
         began = time.monotonic()
         frame = None
-        for result in self.session.propagate(start=begin, direction=direction, lost_patience=self.lost_patience):
+        if self.auto is not None:
+            results = self.auto.steps(self.session, begin)
+        else:
+            results = self.session.propagate(start=begin, direction=direction, lost_patience=self.lost_patience)
+        for result in results:
             expected = begin if frame is None else frame + step
             if result.frame != expected:
                 raise RuntimeError(f"the engine's {direction} pass gave frame {result.frame} where frame {expected} "

@@ -32,6 +32,7 @@ from napari_sam2.io import (
     StackError,
     UnfinishedStoreError,
     export_ctc,
+    export_geff,
     export_ome_zarr,
     export_tiff,
 )
@@ -44,6 +45,7 @@ except ImportError:  # Windows: no advisory locks; one writer at a time is then 
     fcntl = None
 
 IMAGEJ_AXES = set("tzcyx")
+AUTO_REDETECT_EVERY = 10
 
 
 @dataclass
@@ -61,6 +63,7 @@ class Plan:
     identity: dict[str, Any]
     start: int
     passes: list[str]
+    auto: dict[str, Any] | None = None  # --auto's settings (also part of the run's identity)
 
 
 def say(args: Namespace, text: str) -> None:
@@ -95,7 +98,7 @@ def _check_writable(out: Path) -> None:
 def _check_export(args: Namespace, data: StackAndPrompts, record: RunRecord | None) -> tuple[str, Path] | None:
     if args.export is None:
         if args.export_path is not None:
-            raise UsageError("--export-path needs --export ome-zarr|tiff|ctc")
+            raise UsageError("--export-path needs --export ome-zarr|tiff|ctc|geff")
         return None
     if args.export_path is None:
         raise UsageError(f"--export {args.export} needs --export-path PATH")
@@ -120,7 +123,9 @@ def _exported(record: RunRecord, fmt: str, path: Path) -> bool:
     return {"format": fmt, "path": str(path.resolve())} in record.data.get("exports", []) and path.exists()
 
 
-def _pass_plan(direction: str, data: StackAndPrompts) -> tuple[int, list[str]]:
+def _pass_plan(direction: str, data: StackAndPrompts, auto: bool) -> tuple[int, list[str]]:
+    if auto:
+        return 0, ["forward"]
     frames = data.prompts.frames
     if direction == "backward":
         return frames[-1], ["backward"]
@@ -130,7 +135,31 @@ def _pass_plan(direction: str, data: StackAndPrompts) -> tuple[int, list[str]]:
     return start, ["forward"]
 
 
+def _auto_options(args: Namespace) -> dict[str, Any] | None:
+    """--auto's settings, checked (no torch): None without --auto."""
+    given = [name for name in ("redetect_every", "object_diameter", "min_size", "max_size", "min_predicted_iou",
+                               "min_stability") if getattr(args, name) is not None]
+    if not args.auto:
+        if given:
+            raise UsageError(f"--{given[0].replace('_', '-')} needs --auto")
+        if args.prompts is None:
+            raise UsageError("give --prompts PROMPTS, or --auto to find the objects automatically")
+        return None
+    if args.direction not in (None, "forward"):
+        raise UsageError(f"--auto tracks forward in time from frame 0; --direction {args.direction} does not apply")
+    if args.min_size is not None and args.max_size is not None and args.min_size > args.max_size:
+        raise UsageError(f"--min-size {args.min_size} is larger than --max-size {args.max_size}")
+    options = {"redetect_every": args.redetect_every or AUTO_REDETECT_EVERY, "object_diameter": args.object_diameter,
+               "min_size": args.min_size, "max_size": args.max_size}
+    for name in ("min_predicted_iou", "min_stability"):  # in the identity only when given (older records lack them)
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    return options
+
+
 def plan_run(args: Namespace) -> Plan:
+    auto = _auto_options(args)
+    direction = "forward" if auto else args.direction or "both"
     data = open_stack_and_prompts(args.stack, args.prompts, args.axis, args.channel, args.position, args.axes)
     out = Path(args.out)
     key = view_key(data.source.frame_axis, data.source.position)
@@ -139,7 +168,9 @@ def plan_run(args: Namespace) -> Plan:
     model = choose_model(args.model, args.image_size, args.checkpoint, args.random_weights,
                          notify=lambda text: say(args, f"note: {text}"))
     device = pick_device(args.device)
-    identity = {**data.identity(), **model.identity(), "direction": args.direction, "precision": args.precision}
+    identity = {**data.identity(), **model.identity(), "direction": direction, "precision": args.precision}
+    if auto is not None:
+        identity["auto"] = auto
     if args.encoder_batch != 1:
         identity["encoder_batch"] = args.encoder_batch
     if args.lost_patience is not None:
@@ -156,8 +187,8 @@ def plan_run(args: Namespace) -> Plan:
                 f"{out} holds {state} run over these frames made with other inputs ({', '.join(differences)}); "
                 "nothing was changed — add --restart to discard that run and segment again, or choose another --out"
             )
-    start, passes = _pass_plan(args.direction, data)
-    return Plan(data, out, key, record, export, model, network, device, identity, start, passes)
+    start, passes = _pass_plan(direction, data, auto is not None)
+    return Plan(data, out, key, record, export, model, network, device, identity, start, passes, auto)
 
 
 @contextlib.contextmanager
@@ -227,6 +258,8 @@ def export_labels(plan: Plan, store: LabelStore, record: RunRecord, args: Namesp
         written = export_ome_zarr(plan.data.source, store, path)
     elif fmt == "tiff":
         written = export_tiff(store, path)
+    elif fmt == "geff":
+        written = export_geff(store, path, axis=plan.data.source.frame_axis)
     else:
         written = export_ctc(store, path)
     record.data.setdefault("exports", []).append({"format": fmt, "path": str(path.resolve())})
@@ -274,10 +307,12 @@ def execute(plan: Plan, args: Namespace) -> int:
             record.delete()
             record = None
         if record is None:
+            prompt_ids = [o.id for o in plan.data.prompts.objects]
             record = RunRecord.create(out, plan.key, plan.identity, passes=plan.passes, start=plan.start,
-                                      objects=[o.id for o in plan.data.prompts.objects], device=str(plan.device),
+                                      objects=prompt_ids, device=str(plan.device),
                                       stack_path=str(plan.data.stack_path.resolve()), command=sys.argv[1:],
-                                      prompts_recorded=False)
+                                      prompts_recorded=False,
+                                      id_floor=max([*store.objects, *prompt_ids], default=0))
         else:
             if record.data.get("device") != str(plan.device):
                 say(args, f"note: this run was started on {record.data.get('device')} and continues on "
@@ -290,13 +325,22 @@ def execute(plan: Plan, args: Namespace) -> int:
         session = _make_session(plan, plan.network, record, args)
         cadence = SaveCadence(args.save_every)
         progress = Progress(1, enabled=not args.quiet)
-        runner = Runner(session, view, record, progress, cadence, lost_patience=args.lost_patience)
+        auto = None
+        if plan.auto is not None:
+            from napari_sam2.cli.auto_run import AutoRun
+
+            auto = AutoRun(plan.auto, store, record, lost_patience=args.lost_patience)
+        runner = Runner(session, view, record, progress, cadence, lost_patience=args.lost_patience, auto=auto)
         progress.total, progress.done = runner.total_steps(), runner.steps_done()
         if plan.model.checkpoint is None:
             say(args, "--random-weights: the model's weights are random, so its masks are meaningless (a setup check)")
         if progress.done:
             say(args, f"resuming: {progress.done} of {progress.total} frames were done")
-        say(args, f"segmenting {len(plan.data.prompts.objects)} object(s) over {len(source)} frames along "
+        what = f"{len(plan.data.prompts.objects)} object(s)"
+        if plan.auto is not None:
+            what = ("every object found automatically" + (f" and {what}" if plan.data.prompts.objects else "") +
+                    f" (re-detection every {plan.auto['redetect_every']} frames)")
+        say(args, f"segmenting {what} over {len(source)} frames along "
                   f"{source.frame_axis!r} of {plan.data.stack_path.name} on {plan.device} into {out}")
         try:
             runner.run()

@@ -8,7 +8,8 @@ an area range; duplicates removed by mask NMS. Differences, for cells: the grid'
 object diameter (half a diameter between points) instead of a fixed 32 × 32; duplicates are judged on the masks,
 not only their boxes; regions that the session's objects already cover on the frame are skipped (grid points
 there are not decoded, candidates mostly inside them are dropped, the rest lose the covered pixels); the
-survivors are made disjoint, best first. Optional crop layers: layer i cuts the frame into 2^i × 2^i crops that
+survivors are made disjoint, best first (one that loses more than ``covered_fraction`` of its pixels to better ones
+is a fragment of them and dropped). Optional crop layers: layer i cuts the frame into 2^i × 2^i crops that
 overlap by one diameter, each encoded on its own and prompted with the same spacing in frame pixels; a candidate
 touching a crop's inner border is dropped there (a whole crop elsewhere sees it).
 """
@@ -160,14 +161,18 @@ def mask_nms(candidates: list[Candidate], iou_threshold: float) -> list[Candidat
     return kept
 
 
-def make_disjoint(candidates: list[Candidate], height: int, width: int, min_area: int) -> list[np.ndarray]:
-    """(H, W) masks that share no pixel: each pixel goes to the best-scoring candidate that has it; masks left
-    with fewer than ``min_area`` pixels are dropped. Best score first."""
+def make_disjoint(
+    candidates: list[Candidate], height: int, width: int, min_area: int, max_taken: float = 0.5
+) -> list[np.ndarray]:
+    """(H, W) masks that share no pixel: each pixel goes to the best-scoring candidate that has it; a candidate that
+    lost more than ``max_taken`` of its pixels to better ones (a fragment of one of them) or kept fewer than
+    ``min_area`` is dropped. Best score first."""
     taken = np.zeros((height, width), bool)
     out = []
     for cand in sorted(candidates, key=lambda c: -c.score):
         mask = cand.full(height, width) & ~taken
-        if mask.sum() >= min_area:
+        kept = int(mask.sum())
+        if kept >= min_area and kept >= (1 - max_taken) * cand.area:
             taken |= mask
             out.append(mask)
     return out
@@ -270,6 +275,6 @@ def find_masks(
             if len(points):
                 candidates += _decode_region(session, frame, box, points, settings, area_range, covered)
         kept = mask_nms(candidates, settings.nms_iou)
-        return make_disjoint(kept, height, width, area_range[0])
+        return make_disjoint(kept, height, width, area_range[0], settings.covered_fraction)
 
     return session.compute.run(work)
