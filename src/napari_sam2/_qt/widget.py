@@ -9,18 +9,20 @@ from typing import Any
 
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QEvent
+from qtpy.QtCore import QEvent, QSize, Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -67,6 +69,14 @@ def shortcuts_html() -> str:
     rows = [(k, d) for k, d, _ in SHORTCUTS] + list(MOUSE_HELP)
     body = "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{d}</td></tr>" for k, d in rows)
     return f"<table>{body}</table>"
+
+
+class _Column(QWidget):
+    """The boxes, one under the other, in the widget's scroll area: as tall as they need (the area scrolls), as wide
+    as the dock is (no minimum width of their own, as in a dock without a scroll area)."""
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(0, super().minimumSizeHint().height())
 
 
 class SAM2Widget(QWidget):
@@ -158,11 +168,20 @@ class SAM2Widget(QWidget):
         self.help_box = QGroupBox("Shortcuts")
         QVBoxLayout(self.help_box).addWidget(QLabel(shortcuts_html()))
 
-        layout = QVBoxLayout(self)
+        content = _Column()  # in a scroll area: the boxes together are taller than most screens
+        layout = QVBoxLayout(content)
         for w in (self.settings, self.busy_bar, self.status_label, self.objects_box, self.find_box,
                   self.propagate_box, self.review_box, self.lineage_box, self.fine_tune_box, self.help_box):
             layout.addWidget(w)
         layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
 
         self.settings.start_stop.connect(self._start_stop)
         self.settings.message.connect(self.status_label.setText)
