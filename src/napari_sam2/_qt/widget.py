@@ -170,8 +170,8 @@ class SAM2Widget(QWidget):
 
         content = _Column()  # in a scroll area: the boxes together are taller than most screens
         layout = QVBoxLayout(content)
-        for w in (self.settings, self.busy_bar, self.status_label, self.objects_box, self.find_box,
-                  self.propagate_box, self.review_box, self.lineage_box, self.fine_tune_box, self.help_box):
+        for w in (self.settings, self.busy_bar, self.status_label, self.objects_box, self.propagate_box,
+                  self.find_box, self.review_box, self.lineage_box, self.fine_tune_box, self.help_box):
             layout.addWidget(w)
         layout.addStretch(1)
         scroll = QScrollArea()
