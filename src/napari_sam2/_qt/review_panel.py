@@ -125,7 +125,9 @@ class ReviewPanel(QGroupBox):
         info = c.store.objects.get(obj_id)
         place, listed = self.queue.position(statuses_of(c.store))
         status = status_text(info.status if info else None) or "no status"
-        where = f"{word}s {min(present)}–{max(present)}" if present else f"no pixels on any {word}"
+        first, last = (min(present), max(present)) if present else (None, None)
+        where = (f"no pixels on any {word}" if first is None else f"{word} {first}" if first == last
+                 else f"{word}s {first}–{last} ({len(present)} with pixels)")
         self.where_label.setText(f"<b>object {obj_id}</b> · {status} · {where} · {place} of {listed}")
         if present:
             here = c.layers.current_frame()

@@ -174,7 +174,7 @@ class SAM2Widget(QWidget):
                   self.find_box, self.review_box, self.lineage_box, self.fine_tune_box, self.help_box):
             layout.addWidget(w)
         layout.addStretch(1)
-        scroll = QScrollArea()
+        self.scroll = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
