@@ -1,5 +1,6 @@
 """The user's overrides of the lineage the division rule made: mark a division, merge two tracks, split a track at a
-frame, end a track at a frame. No Qt and no torch.
+frame, end a track at a frame. No Qt and no torch. ``view`` is a label store ``FrameView`` (frames along the
+session's axis), ``store`` a ``LabelStore``.
 
 Parents are links in the label store (``LabelStore.set_object_parent``). Merge, split and end change labels, so
 they go through the store's hand-edit path (``LabelStore.write_edit_at``), frame by frame: every object whose pixels
@@ -10,19 +11,20 @@ an override changed becomes "manual" on that frame, exactly as if painted — a 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from napari_sam2.io.errors import LabelStoreError
 
 
-def _store_coords(view, frame: int) -> tuple[int, ...]:
+def _store_coords(view: Any, frame: int) -> tuple[int, ...]:
     """The store's coordinates (index on every non-spatial axis) of ``view``'s frame ``frame``."""
     named = view.coords(frame)
     return tuple(named[name] for name in view.store.dimension_names[:-2])
 
 
-def _edit_frames(view, frames: range, obj_id: int, edit: Callable[[np.ndarray], np.ndarray]) -> list[int]:
+def _edit_frames(view: Any, frames: range, obj_id: int, edit: Callable[[np.ndarray], np.ndarray]) -> list[int]:
     """Apply ``edit`` to every frame of ``frames`` where ``obj_id`` has pixels, as hand edits; returns those frames."""
     done = []
     for frame in frames:
@@ -32,7 +34,7 @@ def _edit_frames(view, frames: range, obj_id: int, edit: Callable[[np.ndarray], 
     return done
 
 
-def _check_objects(store, *obj_ids: int) -> None:
+def _check_objects(store: Any, *obj_ids: int) -> None:
     missing = [o for o in obj_ids if o not in store.objects]
     if missing:
         raise LabelStoreError(f"no object {', '.join(map(str, missing))} in {store.path}")
@@ -40,19 +42,19 @@ def _check_objects(store, *obj_ids: int) -> None:
         raise LabelStoreError(f"the objects must differ, got {', '.join(map(str, obj_ids))}")
 
 
-def children(store, obj_id: int) -> list[int]:
+def children(store: Any, obj_id: int) -> list[int]:
     """Objects whose parent is ``obj_id``."""
     return sorted(i for i, info in store.objects.items() if getattr(info, "parent", None) == obj_id)
 
 
-def mark_division(store, parent: int, daughters: tuple[int, int]) -> None:
+def mark_division(store: Any, parent: int, daughters: tuple[int, int]) -> None:
     """``parent`` divided into the two ``daughters``: both get it as their parent (durable)."""
     _check_objects(store, parent, *daughters)
     for daughter in daughters:
         store.set_object_parent(daughter, parent)
 
 
-def merge_tracks(view, keep: int, absorb: int) -> list[int]:
+def merge_tracks(view: Any, keep: int, absorb: int) -> list[int]:
     """``absorb`` is the same cell as ``keep``: its pixels become ``keep``'s on every frame, its daughters become
     ``keep``'s, and ``keep`` takes its parent if it has none. Returns the frames changed. (The caller then deletes
     ``absorb``, which has no pixels left, from the session: see ``TrackingController.delete_object``.)"""
@@ -67,7 +69,7 @@ def merge_tracks(view, keep: int, absorb: int) -> list[int]:
     return frames
 
 
-def split_track(view, obj_id: int, frame: int, new_id: int) -> list[int]:
+def split_track(view: Any, obj_id: int, frame: int, new_id: int) -> list[int]:
     """From ``frame`` on, ``obj_id`` is another cell: its pixels there become ``new_id`` (a new object with the same
     review status), and its daughters follow the new track. Returns the frames changed."""
     store = view.store
@@ -86,7 +88,7 @@ def split_track(view, obj_id: int, frame: int, new_id: int) -> list[int]:
     return frames
 
 
-def end_track(view, obj_id: int, frame: int) -> list[int]:
+def end_track(view: Any, obj_id: int, frame: int) -> list[int]:
     """``obj_id`` ends before ``frame``: its pixels from ``frame`` on are erased (and stay erased: "manual").
     Returns the frames changed."""
     _check_objects(view.store, obj_id)
