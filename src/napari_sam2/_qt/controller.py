@@ -414,6 +414,9 @@ class TrackingController(QObject):
                 record_prompt(self.view, self.book.get(obj_id, frame), obj_id, frame)
 
         paused = self.propagation.interrupt(frame)
+        if self.auto.running:
+            self.status.emit(f"your prompt on {self.propagation.word} {frame} is applied when Track all ends "
+                             "(Shift-C cancels it)")
         self.tasks.submit(Task(f"prompt-{obj_id}-{frame}", run, on_return=self._prompt_done, on_error=self._failed))
         self.tasks.submit(Task(f"record-{obj_id}-{frame}", record, on_error=self._failed,
                                on_finish=self.objects_changed.emit))
