@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 from qtpy.QtTest import QTest
-from qtpy.QtWidgets import QApplication
+from qtpy.QtWidgets import QApplication, QMessageBox
 
+from tests.qt.conftest import answer_next_dialog
 from tests.qt.hand import Hand, find_canvas
 from tests.qt.test_review import squares_store
 
@@ -18,6 +19,7 @@ SHIFT = Qt.KeyboardModifier.ShiftModifier
 STARTER = "starter (shipped)"
 SIZE = 128
 RADIUS = 10
+FRAMES = 5
 # nuclei centres (y, x) on every frame; the last one enters on frame 2
 NUCLEI = [(30, 30), (30, 95), (70, 60), (100, 25), (100, 100)]
 LATE = (64, 110)
@@ -37,7 +39,7 @@ def disc(centre, shape=(SIZE, SIZE), radius=RADIUS):
     return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2
 
 
-def nuclei_stack(frames=3) -> np.ndarray:
+def nuclei_stack(frames=FRAMES) -> np.ndarray:
     """Bright discs on a dim noisy background, uint16 (T, Y, X); the discs drift right 2 px a frame and one more
     appears on frame 2."""
     rng = np.random.default_rng(1)
@@ -116,12 +118,24 @@ def test_find_all_then_track_all_with_redetection(make_napari_viewer, qtbot, tmp
         assert "Find all: " in widget.status_label.text()
 
         type_key(hand, Qt.Key.Key_T, SHIFT)  # Track all from frame 0, re-detecting every 2 frames
+        qtbot.waitUntil(lambda: bool(c.view.provenance(1)), timeout=WAIT)
+        deleted = found[0]  # deleted during the run: applied between two frames, and the run goes on
+        widget.objects.list.setCurrentItem(widget.objects.item_for(deleted))
+        answer_next_dialog(QMessageBox.StandardButton.Yes)
+        widget.objects.delete_button.click()
+        assert "applied after the frame being computed" in widget.status_label.text(), widget.status_label.text()
+        qtbot.waitUntil(lambda: deleted not in c.store.objects, timeout=WAIT)
+        assert c.auto.running and not widget.find_box.track_button.isEnabled()
         idle(c, qtbot)
-        last = c.store.read_frame(2)
-        for y, x in NUCLEI:
-            assert len(matches(last, (y, x + 4), c.store.objects)) == 1
-        entered = matches(last, LATE, c.store.objects)
+        assert not c.auto.running and widget.find_box.track_button.isEnabled()
+        assert all(c.view.provenance(t) for t in range(FRAMES))
+        assert not any((c.store.read_frame(t) == deleted).any() for t in range(FRAMES))
+        last = c.store.read_frame(FRAMES - 1)
+        for y, x in NUCLEI:  # every nucleus followed to the end (the deleted one's found again by re-detection)
+            assert len(matches(last, (y, x + 2 * (FRAMES - 1)), c.store.objects)) == 1
+        entered = matches(c.store.read_frame(2), LATE, c.store.objects)
         assert len(entered) == 1 and entered[0] not in [1, *found]  # the nucleus that entered is a new track
+        assert matches(last, LATE, c.store.objects) == entered
         assert c.store.objects[entered[0]].status == "automatic"
         assert widget.tracks.layer is not None and widget.tracks.layer in viewer.layers
         assert entered[0] in set(np.asarray(widget.tracks.layer.data)[:, 0].astype(int))

@@ -68,6 +68,18 @@ class TrackedFrame:
     ended: list[int] = field(default_factory=list)
 
 
+@dataclass
+class TrackRun:
+    """A Track all as it goes: where it started, its options and id counter, the engine's ``AutoTrackState``
+    (made in the worker) and the last frame done (``front``), from which a paused run continues."""
+
+    start: int
+    options: AutoOptions
+    ids: Iterator[int]
+    state: Any = None
+    front: int | None = None
+
+
 def record_new_objects(view: Any, result: Any, obj_ids: Sequence[int]) -> dict[int, np.ndarray]:
     """Objects the engine started on ``result.frame`` (from a mask it found): write their masks as prompt results,
     register them with status "automatic" and store their masks as their prompts there. Returns ``{obj_id: mask}``.
@@ -133,6 +145,8 @@ class AutoDriver(QObject):
         self._total = 0
         self._found = 0
         self._divisions = 0
+        self._pausing = False
+        self._run: TrackRun | None = None
 
     @property
     def running(self) -> bool:
@@ -199,31 +213,61 @@ class AutoDriver(QObject):
     # ------------------------------------------------------------------ Track all
     def track_all(self, start: int, options: AutoOptions) -> bool:
         """Track every object forward from ``start``, finding new ones every K frames; returns whether it was
-        queued. Stops after the frame being computed on :meth:`cancel`."""
+        queued. Stops after the frame being computed on :meth:`cancel`; pauses there for a prompt (see
+        :meth:`interrupt`)."""
         if not self._can_start("Track all"):
             return False
         c = self.controller
-        ids = itertools.count(self._first_free_id())
-
-        def steps() -> Iterator[TrackedFrame]:
-            from napari_sam2.engine.auto_track import track_all
-
-            session = c.session
-            if session is None:
-                return
-            for step in track_all(session, options.track_settings(), start=start, direction="forward",
-                                  new_id=lambda: next(ids)):
-                yield self._write_step(step)
-                c.memory_checkpoint()
-
-        self._running, self._cancelling = TRACK_KEY, False
+        self._run = TrackRun(start, options, itertools.count(self._first_free_id()))
+        self._running, self._cancelling, self._pausing = TRACK_KEY, False, False
         self._done, self._total = 0, c.num_frames - start
         self._found = self._divisions = 0
         c.propagating.emit(True)
         self._report(f"tracking every object from {c.propagation.word} {start}…")
-        c.tasks.submit(Task(TRACK_KEY, steps, on_yield=self._tracked_frame, on_error=self._on_error,
-                            on_finish=self._track_finished))
+        c.tasks.submit(self._track_task())
         return True
+
+    def _track_task(self) -> Task:
+        return Task(TRACK_KEY, self._steps, on_yield=self._tracked_frame, on_error=self._on_error,
+                    on_finish=self._track_finished)
+
+    def _steps(self) -> Iterator[TrackedFrame]:
+        """In the worker: the engine's ``track_all`` from where the run stands (its start, or after the last frame
+        done, with the run's own state so re-detection and divisions go on exactly), writing every frame."""
+        from napari_sam2.engine.auto_track import AutoTrackState, track_all
+
+        c, run = self.controller, self._run
+        session = c.session
+        if session is None or run is None:
+            return
+        if run.state is None:
+            run.state = AutoTrackState(origin=run.start)
+        begin = run.start if run.front is None else run.front + 1
+        if begin >= c.num_frames:
+            return
+        for step in track_all(session, run.options.track_settings(), start=begin, direction="forward",
+                              new_id=lambda: next(run.ids), state=run.state):
+            yield self._write_step(step)
+            c.memory_checkpoint()
+
+    def interrupt(self, frame: int | None = None) -> bool:
+        """A prompt on ``frame`` (or a deletion: None) is about to be queued: Track all stops after the frame being
+        computed; call :meth:`resume` once the change is queued. Returns whether Track all is going on."""
+        if self._running != TRACK_KEY:
+            return False
+        c = self.controller
+        if c.tasks.current_key == TRACK_KEY:
+            self._pausing = True
+            word = c.propagation.word
+            what = f"your prompt on {word} {frame}" if frame is not None else "the deletion"
+            c.status.emit(f"{what}: applied after the {word} being computed, then Track all goes on after it")
+        c.tasks.cancel(TRACK_KEY)
+        return True
+
+    def resume(self) -> None:
+        """Queue Track all's continuation after everything queued so far (see :meth:`interrupt`)."""
+        if self._running == TRACK_KEY and not self._cancelling:
+            self.controller.tasks.submit(self._track_task(), last=True)
 
     def _write_step(self, step: Any) -> TrackedFrame:
         """In the worker: one ``AutoStep`` into the label store (see the module docstring)."""
@@ -243,6 +287,8 @@ class AutoDriver(QObject):
         return TrackedFrame(int(result.frame), masks, divisions, [int(o) for o in step.ended])
 
     def _tracked_frame(self, step: TrackedFrame) -> None:
+        if self._run is not None:
+            self._run.front = step.frame
         for obj_id, mask in step.new_masks.items():
             if mask.any():
                 self.controller.book.set_mask(obj_id, step.frame, mask)
@@ -254,7 +300,11 @@ class AutoDriver(QObject):
             self._report(f"{self.controller.propagation.word} {step.frame}")
 
     def _track_finished(self) -> None:
-        self._running = None
+        if self._pausing and self.controller.tasks.waiting(TRACK_KEY):  # paused for a prompt: it goes on after it
+            self._pausing = False
+            return
+        self._pausing = False
+        self._running, self._run = None, None
         what = "Track all cancelled" if self._cancelling else "Track all finished"
         self._cancelling = False
         self.progress_changed.emit(0, 0, "")
@@ -268,7 +318,10 @@ class AutoDriver(QObject):
         if self._running != TRACK_KEY:
             return False
         self._cancelling = True
-        self.controller.tasks.cancel(TRACK_KEY)
+        self._pausing = False
+        if not self.controller.tasks.cancel(TRACK_KEY) and not self.controller.tasks.waiting(TRACK_KEY):
+            self._track_finished()  # paused, its continuation not queued yet: it ends now
+            return True
         self._report(f"cancelling after {self.controller.propagation.word} being computed…")
         return True
 

@@ -328,10 +328,13 @@ class TrackingController(QObject):
             self.objects_changed.emit()
 
         paused = self.propagation.interrupt()
+        tracking = self.auto.interrupt()
         self.tasks.submit(Task(f"delete-{obj_id}", delete, on_error=self._failed, on_finish=done))
         self._save_memory()
         if paused:
             self.propagation.resume()
+        if tracking:
+            self.auto.resume()
 
     def go_to_frame(self, frame: int) -> None:
         self.layers.go_to_frame(frame)
@@ -414,15 +417,15 @@ class TrackingController(QObject):
                 record_prompt(self.view, self.book.get(obj_id, frame), obj_id, frame)
 
         paused = self.propagation.interrupt(frame)
-        if self.auto.running:
-            self.status.emit(f"your prompt on {self.propagation.word} {frame} is applied when Track all ends "
-                             "(Shift-C cancels it)")
+        tracking = self.auto.interrupt(frame)
         self.tasks.submit(Task(f"prompt-{obj_id}-{frame}", run, on_return=self._prompt_done, on_error=self._failed))
         self.tasks.submit(Task(f"record-{obj_id}-{frame}", record, on_error=self._failed,
                                on_finish=self.objects_changed.emit))
         self._save_memory()
         if paused:
             self.propagation.resume()
+        if tracking:
+            self.auto.resume()
 
     def _run_prompt(self, obj_id: int, frame: int) -> int | None:
         """In the worker: segment the (object, frame) prompt as the book has it now; write the labels."""
