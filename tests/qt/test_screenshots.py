@@ -81,6 +81,19 @@ def test_screenshots_of_the_widget_with_a_propagated_result(make_napari_viewer, 
     qtbot.wait(100)
     propagated_png = _save(viewer, "widget_propagated.png")
     assert widget.settings.store_edit.text() == str(tmp_path / "synthetic_cells.sam2.zarr")
+
+    viewer.dims.set_point(0, 0)  # Find all on frame 0, then review: two cells accepted, one rejected
+    widget.find_box.diameter_spin.setValue(24)
+    widget.find_all()
+    qtbot.waitUntil(lambda: not c.busy, timeout=60000)
+    assert any(info.status == "automatic" for info in c.store.objects.values())
+    for step in (widget.review_next, widget.accept_object, widget.accept_object, widget.reject_object):
+        step()
+    widget.show_lineage()
+    widget.scroll.ensureWidgetVisible(widget.review_box)
+    c.layers.refresh_labels()
+    qtbot.wait(100)
+    review_png = _save(viewer, "widget_review.png")
     widget.stop()
-    for path in (start_png, prompts_png, propagated_png):
+    for path in (start_png, prompts_png, propagated_png, review_png):
         assert path.stat().st_size > 10_000

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from threading import Thread
 from typing import Any
@@ -20,6 +20,7 @@ from napari.layers.base import ActionType
 from napari.utils import progress
 from qtpy.QtCore import QObject, QTimer, Signal
 
+from napari_sam2._qt.auto_driver import AutoDriver
 from napari_sam2._qt.edit_history import EditHistory
 from napari_sam2._qt.label_array import LabelEdit, StoreLabels
 from napari_sam2._qt.layer_stack import StackChoice
@@ -29,6 +30,7 @@ from napari_sam2._qt.model_loading import LoadProgress, ModelChoice, load_failur
 from napari_sam2._qt.prompts import FramePrompt, Key, PromptBook, apply_prompt, record_prompt, segment_prompt
 from napari_sam2._qt.propagation import PropagationPlan, plan_propagation
 from napari_sam2._qt.propagation_driver import PropagationDriver
+from napari_sam2._qt.review import mark_corrected
 from napari_sam2._qt.tasks import Task, TaskQueue
 from napari_sam2.io.colours import default_colour
 from napari_sam2.io.label_store import LabelStore
@@ -51,6 +53,7 @@ class TrackingController(QObject):
     propagating = Signal(bool)
     propagation_progress = Signal(int, int, str)  # frames done, frames of the run, a line for the widget ("": none)
     load_failed = Signal(str)  # the model could not be loaded: the session cannot go on (message says what works)
+    labels_written = Signal(object)  # frames whose labels changed (a list), or None: any frame may have
 
     def __init__(
         self, viewer: Any, image: Any, choice: StackChoice, store_path: Path, model: ModelChoice, device: str = "auto"
@@ -83,6 +86,10 @@ class TrackingController(QObject):
         self.propagation = PropagationDriver(self, on_step=self._propagated_frame, on_error=self._failed,
                                              after_run=self._propagation_finished)
         self.propagation.progress_changed.connect(self.propagation_progress)
+        self.auto = AutoDriver(self, on_frame=self._propagated_frame, on_error=self._failed,
+                               after_run=self._propagation_finished)  # Find all and Track all
+        self.auto.progress_changed.connect(self.propagation_progress)
+        self._edited_ids: set[int] = set()
         self.edits = StoreLabels(self.store, on_edit=self._on_hand_edit)  # napari's writes go through the store
         self.history = EditHistory(self.edits)
         self.layers = SessionLayers(viewer, image, choice, self.edits, self.source.shape2d,
@@ -153,6 +160,7 @@ class TrackingController(QObject):
         if self._closed:
             return
         self._closed = True
+        self.auto.cancel()
         self.propagation.cancel()  # ends a run (and its progress bar) at the next frame, or now if it is paused
         self._disconnect()
         session, self.session = self.session, None
@@ -282,6 +290,16 @@ class TrackingController(QObject):
         (self.hidden.discard if visible else self.hidden.add)(obj_id)
         self._recolour()
 
+    def set_status(self, obj_id: int, status: str | None) -> None:
+        """Record ``obj_id``'s review status (see ``review``) in the store."""
+        self.store.set_object_status(obj_id, status)
+        self.objects_changed.emit()
+
+    def _edited(self, obj_ids: Iterable[int]) -> None:
+        """The user edited ``obj_ids`` (clicks, a box, a mask, paint): rejected ones become corrected."""
+        if mark_corrected(self.store, obj_ids):
+            self.objects_changed.emit()
+
     def rename(self, obj_id: int, name: str) -> None:
         self.store.add_object(obj_id, name=name)
         self.objects_changed.emit()
@@ -305,14 +323,18 @@ class TrackingController(QObject):
 
         def done() -> None:
             self.layers.refresh_labels()
+            self.labels_written.emit(None)
             self._recolour()
             self.objects_changed.emit()
 
         paused = self.propagation.interrupt()
+        tracking = self.auto.interrupt()
         self.tasks.submit(Task(f"delete-{obj_id}", delete, on_error=self._failed, on_finish=done))
         self._save_memory()
         if paused:
             self.propagation.resume()
+        if tracking:
+            self.auto.resume()
 
     def go_to_frame(self, frame: int) -> None:
         self.layers.go_to_frame(frame)
@@ -365,6 +387,7 @@ class TrackingController(QObject):
             self._submit_prompt(obj_id, frame)
         self._recolour()
         if changed:
+            self._edited(o for o, _ in changed)
             self.objects_changed.emit()
 
     def use_painted_mask(self, obj_id: int | None = None, frame: int | None = None) -> bool:
@@ -379,6 +402,7 @@ class TrackingController(QObject):
         self.book.set_mask(obj_id, frame, mask)
         self._click_started[(obj_id, frame)] = time.perf_counter()
         self._submit_prompt(obj_id, frame)
+        self._edited([obj_id])
         self.objects_changed.emit()
         return True
 
@@ -393,12 +417,15 @@ class TrackingController(QObject):
                 record_prompt(self.view, self.book.get(obj_id, frame), obj_id, frame)
 
         paused = self.propagation.interrupt(frame)
+        tracking = self.auto.interrupt(frame)
         self.tasks.submit(Task(f"prompt-{obj_id}-{frame}", run, on_return=self._prompt_done, on_error=self._failed))
         self.tasks.submit(Task(f"record-{obj_id}-{frame}", record, on_error=self._failed,
                                on_finish=self.objects_changed.emit))
         self._save_memory()
         if paused:
             self.propagation.resume()
+        if tracking:
+            self.auto.resume()
 
     def _run_prompt(self, obj_id: int, frame: int) -> int | None:
         """In the worker: segment the (object, frame) prompt as the book has it now; write the labels."""
@@ -413,6 +440,7 @@ class TrackingController(QObject):
         if frame is None:
             return
         self.layers.refresh_labels([frame])
+        self.labels_written.emit([frame])
         started = [t for (o, f), t in self._click_started.items() if f == frame]
         if started:  # from the click's layer event to the labels redrawn
             self.last_latency_ms = 1000 * (time.perf_counter() - min(started))
@@ -425,6 +453,7 @@ class TrackingController(QObject):
         """A frame was edited by hand (stroke, fill, erase, undo, redo): already stored, with the changed objects
         marked manual (see StoreLabels); keep the undo history's provenance and show new objects."""
         self.history.edited(edit)
+        self._edited_ids |= edit.changed
         if not self._hand_edited:
             self._hand_edited = True
             QTimer.singleShot(0, self._hand_edits_shown)
@@ -433,6 +462,9 @@ class TrackingController(QObject):
         self._hand_edited = False
         if self._closed:
             return
+        edited, self._edited_ids = self._edited_ids, set()
+        mark_corrected(self.store, edited)
+        self.labels_written.emit(None)
         self._recolour()
         self.objects_changed.emit()
 
@@ -472,7 +504,7 @@ class TrackingController(QObject):
         """Propagate every object (``from_frame``: only from there on, the "from here" mode); labels are written
         and shown frame by frame; a prompt given meanwhile is applied between two frames and the run goes on;
         :meth:`cancel` stops it."""
-        if self.propagation.running:
+        if self.propagation.running or self.auto.running:
             self.status.emit("a propagation is already running: cancel it first")
             return None
         prompted = sorted({f for (_, f), _ in self.book.items()})
@@ -488,16 +520,19 @@ class TrackingController(QObject):
 
     def cancel(self) -> None:
         """Stop a propagation in progress after the frame being computed (frames already shown stay written)."""
-        self.propagation.cancel()
+        if not self.auto.cancel():
+            self.propagation.cancel()
 
     def _propagated_frame(self, frame: int) -> None:
         self.memory.changed()
         self.layers.refresh_labels([frame])
+        self.labels_written.emit([frame])
 
     def _propagation_finished(self, message: str) -> None:
         if self._closed:
             return
         self.layers.refresh_labels()
+        self.labels_written.emit(None)
         self.propagating.emit(False)
         self.objects_changed.emit()
         self.status.emit(message)
@@ -512,6 +547,10 @@ class TrackingController(QObject):
                 self.memory.save(self.session)
 
         self.tasks.submit(Task("save-memory", save, on_error=self._failed), last=True)
+
+    def save_memory(self) -> None:
+        """Queue a snapshot of the engine's memory after everything queued so far (if it changed)."""
+        self._save_memory()
 
     def memory_checkpoint(self) -> None:
         """In the worker, between two propagated frames (see ``EngineMemory.checkpoint``)."""

@@ -1,13 +1,14 @@
-"""The objects list: one row per object (colour, name, frames with prompts), check box to show or hide, double-click
-to rename, a Delete button, and a menu of the frames that carry the object's prompts to jump to."""
+"""The objects list: one row per object (colour, name, review status, frames with prompts), check box to show or
+hide, double-click to rename, a Delete button, a menu of the frames that carry the object's prompts to jump to, and
+a filter by review status (e.g. only the rejected objects, to correct)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from qtpy.QtCore import Qt, Signal
-from qtpy.QtGui import QColor, QIcon, QPixmap
+from qtpy.QtGui import QBrush, QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -18,6 +19,8 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from napari_sam2._qt.review import FILTERS, STATUS_COLOURS, keeps, status_text
 
 ID_ROLE = Qt.ItemDataRole.UserRole
 
@@ -31,6 +34,7 @@ class ObjectRow:
     colour: str
     prompted_frames: tuple[int, ...]
     visible: bool
+    status: str | None = None  # review status (see napari_sam2._qt.review)
 
 
 def _swatch(colour: str) -> QIcon:
@@ -47,6 +51,7 @@ class ObjectsList(QWidget):
     renamed = Signal(int, str)
     delete_requested = Signal(int)
     jump_requested = Signal(int)
+    filter_changed = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -57,18 +62,27 @@ class ObjectsList(QWidget):
         self.frames.setToolTip("Frames where the selected object has prompts: choose one to go there")
         self.delete_button = QPushButton("Delete")
         self.delete_button.setToolTip("Delete the selected object: its labels on every frame and its prompts")
+        self.filter_combo = QComboBox()
+        self.filter_combo.addItems(list(FILTERS))
+        self.filter_combo.setToolTip("Which objects the list shows and review mode steps through: all, those not "
+                                     "reviewed yet, or the rejected ones (to correct)")
+        show_row = QHBoxLayout()
+        show_row.addWidget(QLabel("Show:"))
+        show_row.addWidget(self.filter_combo, 1)
         row = QHBoxLayout()
         row.addWidget(QLabel("Prompts on:"))
         row.addWidget(self.frames, 1)
         row.addWidget(self.delete_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(show_row)
         layout.addWidget(self.list)
         layout.addLayout(row)
         self.list.itemChanged.connect(self._item_changed)
         self.list.currentItemChanged.connect(self._current_changed)
         self.frames.activated.connect(self._frame_chosen)
         self.delete_button.clicked.connect(self._delete_clicked)
+        self.filter_combo.currentTextChanged.connect(self._filter_chosen)
         self._rows: dict[int, ObjectRow] = {}
 
     # ------------------------------------------------------------------ filling
@@ -83,7 +97,11 @@ class ObjectsList(QWidget):
                 item.setData(ID_ROLE, r.obj_id)
                 item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEditable)
                 item.setCheckState(Qt.CheckState.Checked if r.visible else Qt.CheckState.Unchecked)
+                if r.status in STATUS_COLOURS:
+                    item.setForeground(QBrush(QColor(STATUS_COLOURS[r.status])))
+                    item.setToolTip(f"review status: {r.status}")
                 self.list.addItem(item)
+                item.setHidden(not keeps(self.filter_name, r.status))
                 if r.obj_id == current:
                     self.list.setCurrentItem(item)
         finally:
@@ -92,7 +110,18 @@ class ObjectsList(QWidget):
 
     @staticmethod
     def _text(row: ObjectRow) -> str:
-        return row.name
+        status = status_text(row.status)
+        return f"{row.name}   {status}" if status else row.name
+
+    @property
+    def filter_name(self) -> str:
+        """The review filter chosen (a key of ``review.FILTERS``)."""
+        return self.filter_combo.currentText()
+
+    def shown_ids(self) -> list[int]:
+        """Ids of the rows the filter shows, in list order."""
+        items = (self.list.item(i) for i in range(self.list.count()))
+        return [int(item.data(ID_ROLE)) for item in items if not item.isHidden()]
 
     def current_id(self) -> int | None:
         item = self.list.currentItem()
@@ -125,11 +154,14 @@ class ObjectsList(QWidget):
         row = self._rows.get(obj_id)
         visible = item.checkState() == Qt.CheckState.Checked
         if row is not None and visible != row.visible:
-            self._rows[obj_id] = ObjectRow(row.obj_id, row.name, row.colour, row.prompted_frames, visible)
+            self._rows[obj_id] = row = replace(row, visible=visible)
             self.visibility_changed.emit(obj_id, visible)
         name = item.text().strip()
+        status = status_text(row.status) if row is not None else ""
+        if status and name.endswith(status):  # the status shown after the name is not part of it
+            name = name[: -len(status)].strip()
         if row is not None and name and name != row.name:
-            self._rows[obj_id] = ObjectRow(row.obj_id, name, row.colour, row.prompted_frames, visible)
+            self._rows[obj_id] = replace(row, name=name)
             self.renamed.emit(obj_id, name)
 
     def _current_changed(self, current: QListWidgetItem | None, _previous: QListWidgetItem | None) -> None:
@@ -138,6 +170,13 @@ class ObjectsList(QWidget):
         self._fill_frames()
         if current is not None:
             self.selected.emit(int(current.data(ID_ROLE)))
+
+    def _filter_chosen(self, name: str) -> None:
+        for i in range(self.list.count()):
+            item = self.list.item(i)
+            row = self._rows.get(int(item.data(ID_ROLE)))
+            item.setHidden(row is not None and not keeps(name, row.status))
+        self.filter_changed.emit(name)
 
     def _frame_chosen(self, index: int) -> None:
         frame = self.frames.itemData(index)

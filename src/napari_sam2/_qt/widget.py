@@ -9,28 +9,36 @@ from typing import Any
 
 from napari.layers import Image
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QEvent
+from qtpy.QtCore import QEvent, QSize, Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
+from napari_sam2._qt.auto_panel import FindTrackPanel
 from napari_sam2._qt.cluster_panel import ClusterPanel
 from napari_sam2._qt.controller import TrackingController
 from napari_sam2._qt.fine_tune_panel import FineTunePanel
+from napari_sam2._qt.lineage_actions import LineageActions
+from napari_sam2._qt.lineage_panel import LineagePanel
 from napari_sam2._qt.model_loading import LOCAL_FILE, ModelFactory, random_weights_factory
 from napari_sam2._qt.objects_list import ObjectRow, ObjectsList
+from napari_sam2._qt.review_panel import ReviewPanel
 from napari_sam2._qt.settings import SessionSettings
+from napari_sam2._qt.tracks_layer import LineageTracks
 
 RANDOM_WEIGHTS_ENV = "NAPARI_SAM2_RANDOM_WEIGHTS"  # "1": offer a random-weight model (UI demos; masks mean nothing)
 
@@ -42,6 +50,12 @@ SHORTCUTS: tuple[tuple[str, str, str], ...] = (
     ("Shift-G", "propagate from the frame on screen", "propagate_from_here"),
     ("Shift-C", "cancel the propagation", "cancel"),
     ("U", "use the painted mask of the current object as its prompt", "use_painted_mask"),
+    ("Shift-F", "Find all: every object not yet covered on the frame on screen", "find_all"),
+    ("Shift-T", "Track all: every object, from the frame on screen on", "track_all"),
+    ("J", "review the next object (jump to it, show its crops)", "review_next"),
+    ("Shift-J", "review the previous object", "review_previous"),
+    ("K", "keep the object under review: verified, then the next", "accept_object"),
+    ("W", "wrong: reject the object under review (to correct), then the next", "reject_object"),
 )
 MOUSE_HELP = (
     ("click", "positive point (clicks layer, add mode)"),
@@ -58,6 +72,14 @@ def shortcuts_html() -> str:
     return f"<table>{body}</table>"
 
 
+class _Column(QWidget):
+    """The boxes, one under the other, in the widget's scroll area: as tall as they need (the area scrolls), as wide
+    as the dock is (no minimum width of their own, as in a dock without a scroll area)."""
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(0, super().minimumSizeHint().height())
+
+
 class SAM2Widget(QWidget):
     """SAM 2 in napari. ``model_factories``: extra entries of the model menu, name → callable returning a
     ``SAM2Model`` (tests and custom models)."""
@@ -66,6 +88,8 @@ class SAM2Widget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.controller: TrackingController | None = None
+        self.lineage: LineageActions | None = None
+        self.tracks: LineageTracks | None = None
         self._session_image: Image | None = None
         self._unbound: dict[str, Any] = {}
         factories = dict(model_factories or {})
@@ -134,6 +158,10 @@ class SAM2Widget(QWidget):
         form.addRow(self.propagation_bar)
         form.addRow(self.propagation_label)
 
+        self.find_box = FindTrackPanel()
+        self.review_box = ReviewPanel(lambda: self.controller, lambda: self.objects.filter_name)
+        self.lineage_box = LineagePanel()
+
         self.fine_tune_box = FineTunePanel(lambda: (self.controller, self._session_image))
         self.fine_tune_box.trained.connect(self.reload_with_checkpoint)
         self.fine_tune_box.message.connect(self.status_label.setText)
@@ -143,11 +171,21 @@ class SAM2Widget(QWidget):
         self.help_box = QGroupBox("Shortcuts")
         QVBoxLayout(self.help_box).addWidget(QLabel(shortcuts_html()))
 
-        layout = QVBoxLayout(self)
+        content = _Column()  # in a scroll area: the boxes together are taller than most screens
+        layout = QVBoxLayout(content)
         for w in (self.settings, self.busy_bar, self.status_label, self.objects_box, self.propagate_box,
-                  self.fine_tune_box, self.cluster_box, self.help_box):
+                  self.find_box, self.review_box, self.lineage_box, self.fine_tune_box, self.cluster_box,
+                  self.help_box):
             layout.addWidget(w)
         layout.addStretch(1)
+        self.scroll = scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
 
         self.settings.start_stop.connect(self._start_stop)
         self.settings.message.connect(self.status_label.setText)
@@ -162,6 +200,14 @@ class SAM2Widget(QWidget):
         self.objects.renamed.connect(lambda o, n: self.controller and self.controller.rename(o, n))
         self.objects.delete_requested.connect(self.delete_object)
         self.objects.jump_requested.connect(lambda f: self.controller and self.controller.go_to_frame(f))
+        self.find_box.find_button.clicked.connect(self.find_all)
+        self.find_box.track_button.clicked.connect(self.track_all)
+        self.lineage_box.show_requested.connect(self.show_lineage)
+        self.lineage_box.division_requested.connect(self.mark_division)
+        self.lineage_box.merge_requested.connect(self.merge_into_current)
+        self.lineage_box.split_requested.connect(self.split_current)
+        self.lineage_box.end_requested.connect(self.end_current)
+        self.lineage_box.export_requested.connect(self.export_lineage)
         self._set_running(False)
 
     def event(self, event: QEvent) -> bool:
@@ -210,6 +256,12 @@ class SAM2Widget(QWidget):
         controller.propagation_progress.connect(self._propagation_progress)
         self.range_check.setText(f"only {controller.propagation.word}s")
         controller.ready.connect(self._ready)
+        controller.labels_written.connect(self.review_box.labels_changed)
+        self.lineage = LineageActions(controller)
+        self.tracks = LineageTracks(self.viewer, controller.layers.labels, controller.store,
+                                    str(controller.store.path.resolve()))
+        self.lineage.changed.connect(self.show_lineage)
+        controller.auto.tracked.connect(self.show_lineage)
         self.busy_bar.setVisible(controller.busy)
         for spin in (self.first_spin, self.last_spin):
             spin.setRange(0, controller.num_frames - 1)
@@ -217,6 +269,8 @@ class SAM2Widget(QWidget):
         self._bind_keys()
         self._set_running(True)
         self.propagate_box.setEnabled(controller.num_frames > 1)  # a single image: click, see, correct; no frames
+        self.find_box.track_button.setEnabled(controller.num_frames > 1)
+        self.lineage_box.setEnabled(controller.num_frames > 1 and self.tracks.supported)
         self._refresh_objects()
         where = f"{choice.describe()}; labels in {controller.store.path}"
         self.status_label.setText(f"{where}; loading {model.describe()}…")
@@ -235,6 +289,10 @@ class SAM2Widget(QWidget):
             return
         controller, self.controller = self.controller, None
         self._unbind_keys()
+        if remove_layers and self.tracks is not None:
+            self.tracks.remove()
+        self.lineage = self.tracks = None
+        self.review_box.strip.clear()
         controller.close(remove_layers=remove_layers)
         self._set_running(False)
         self.busy_bar.hide()
@@ -258,8 +316,8 @@ class SAM2Widget(QWidget):
 
     def _set_running(self, running: bool) -> None:
         self.settings.set_running(running)
-        self.objects_box.setEnabled(running)
-        self.propagate_box.setEnabled(running)
+        for box in (self.objects_box, self.find_box, self.propagate_box, self.review_box, self.lineage_box):
+            box.setEnabled(running)
         self.cancel_button.setEnabled(False)
 
     def _load_failed(self, message: str) -> None:
@@ -303,6 +361,73 @@ class SAM2Widget(QWidget):
         if self.controller is not None and self.cancel_button.isEnabled():
             self.cancel_button.setEnabled(False)  # taken: the run stops after the frame being computed
             self.controller.cancel()
+
+    def find_all(self, *_: Any) -> None:
+        """Find every object that no object covers yet on the frame on screen."""
+        c = self.controller
+        if c is not None and self.find_box.isEnabled() and self.find_box.find_button.isEnabled():
+            c.auto.find_all(c.layers.current_frame(), self.find_box.options())
+
+    def track_all(self, *_: Any) -> None:
+        """Track every object from the frame on screen on, re-detecting every K frames."""
+        c = self.controller
+        if c is not None and self.find_box.isEnabled() and self.find_box.track_button.isEnabled():
+            c.auto.track_all(c.layers.current_frame(), self.find_box.options())
+
+    # ------------------------------------------------------------------ review and lineage
+    def review_next(self, *_: Any) -> None:
+        self.review_box.next()
+
+    def review_previous(self, *_: Any) -> None:
+        self.review_box.previous()
+
+    def accept_object(self, *_: Any) -> None:
+        self.review_box.accept()
+
+    def reject_object(self, *_: Any) -> None:
+        self.review_box.reject()
+
+    def show_lineage(self, *_: Any) -> None:
+        """Show (or refresh) the Tracks layer of the store's lineage."""
+        if self.tracks is not None:
+            count = self.tracks.refresh()
+            if not count:
+                self.status_label.setText("no tracks yet: find, click or track objects first")
+
+    def mark_division(self, parent: int, first: int, second: int) -> None:
+        if self.lineage is not None:
+            self.lineage.mark_division(parent, (first, second))
+
+    def merge_into_current(self, other: int) -> None:
+        if self.lineage is not None and self.controller is not None:
+            self.lineage.merge(self.controller.current, other)
+
+    def split_current(self) -> None:
+        c = self.controller
+        if self.lineage is not None and c is not None:
+            self.lineage.split(c.current, c.layers.current_frame())
+
+    def end_current(self) -> None:
+        c = self.controller
+        if self.lineage is not None and c is not None:
+            self.lineage.end(c.current, c.layers.current_frame())
+
+    def export_lineage(self, kind: str, path: str | Path | None = None) -> None:
+        """Export the labels with their lineage: ``kind`` "ctc" (a folder) or "geff"; ``path``: asked if None."""
+        c = self.controller
+        if self.lineage is None or c is None:
+            return
+        if path is None:
+            stem = c.store.path.name.split(".")[0]
+            if kind == "ctc":
+                path = QFileDialog.getExistingDirectory(self, "Folder for the CTC result (RES)",
+                                                        str(c.store.path.parent))
+            else:
+                path, _ = QFileDialog.getSaveFileName(self, "GEFF graph", str(c.store.path.parent / f"{stem}.geff"),
+                                                      "GEFF (*.geff *.zarr)")
+            if not path:
+                return
+        self.lineage.export(kind, Path(path))
 
     def delete_object(self, obj_id: int) -> None:
         """Delete ``obj_id`` on every frame, once the user confirms."""
@@ -354,12 +479,15 @@ class SAM2Widget(QWidget):
             self.propagation_label.hide()
         self.propagate_button.setEnabled(not running)
         self.here_button.setEnabled(not running)
+        self.find_box.set_running(running)
+        if not running and self.controller is not None and self.controller.num_frames < 2:
+            self.find_box.track_button.setEnabled(False)
 
     def _refresh_objects(self) -> None:
         c = self.controller
         if c is None:
             return
-        rows = [ObjectRow(i, info.name, info.colour, tuple(c.prompted_frames(i)), i not in c.hidden)
+        rows = [ObjectRow(i, info.name, info.colour, tuple(c.prompted_frames(i)), i not in c.hidden, info.status)
                 for i, info in sorted(c.store.objects.items())]
         self.objects.set_rows(rows, c.current)
         self._current_changed(c.current)
