@@ -3,6 +3,8 @@ on frames whose cells are known; and re-detection while tracking everything (a c
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -14,7 +16,7 @@ from tests.engine.cell_scenes import _disc, cells_scene, render
 
 SIDE = 128
 CELLS = [(28, 30), (30, 95), (70, 60), (100, 25), (100, 100)]
-FIND = FindSettings(object_diameter=22, points_per_side=8)
+FIND = FindSettings(object_diameter=22, points_per_side=8, pred_iou_threshold=0.6, stability_threshold=0.75)
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +109,8 @@ def test_area_range_filters_out_cells_of_the_wrong_size(starter, five_cells):
     frames, _ = five_cells
     session = Session(starter, frames, device="cpu")
     disc = np.pi * 11**2
-    assert session.find_objects(0, FindSettings(object_diameter=22, points_per_side=8, max_area=int(disc / 3))) == []
-    assert session.find_objects(0, FindSettings(object_diameter=22, points_per_side=8, min_area=int(disc * 3))) == []
+    assert session.find_objects(0, dataclasses.replace(FIND, max_area=int(disc / 3))) == []
+    assert session.find_objects(0, dataclasses.replace(FIND, min_area=int(disc * 3))) == []
     session.close()
 
 
@@ -127,3 +129,13 @@ def test_re_detection_adds_a_cell_that_enters_mid_stack(starter):
         assert cell == 3 and iou > 0.75, (step.result.frame, cell, iou)
     assert entering not in steps[2].result.obj_ids
     session.close()
+
+
+def test_thresholds_left_unset_follow_the_model():
+    """The starter's IoU head predicts 0.3–0.5 for good nucleus masks: unset thresholds take its own defaults,
+    Meta's models keep 0.6 / 0.75; thresholds that are set are kept."""
+    from napari_sam2.engine.find_objects import default_thresholds
+
+    assert default_thresholds("starter") == (0.3, 0.6)
+    assert default_thresholds("sam2.1_hiera_tiny") == (0.6, 0.75)
+    assert FindSettings().pred_iou_threshold is None and FindSettings(pred_iou_threshold=0.8).pred_iou_threshold == 0.8

@@ -147,10 +147,10 @@ def add_segment_options(
     added.append(auto.add_argument("--max-size", type=_positive_int, metavar="A",
                  help="largest object area in pixels (default: four discs of the diameter)"))
     added.append(auto.add_argument("--min-predicted-iou", type=_fraction, metavar="X",
-                 help="keep masks whose predicted IoU is at least X (default 0.6; the shipped starter model "
-                      "predicts low values: try 0.3 with it)"))
+                 help="keep masks whose predicted IoU is at least X (default 0.6, and 0.3 with the shipped "
+                      "starter model, whose IoU head predicts low values)"))
     added.append(auto.add_argument("--min-stability", type=_fraction, metavar="X",
-                 help="keep masks whose stability score is at least X (default 0.75; 0.6 with the starter)"))
+                 help="keep masks whose stability score is at least X (default 0.75, and 0.6 with the starter)"))
     run = p.add_argument_group("run")
     added.append(run.add_argument("--direction", default=None, choices=("both", "forward", "backward"),
                  help="both (default): forward from the first prompted frame, then backward from it; "

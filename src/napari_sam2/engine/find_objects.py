@@ -36,6 +36,17 @@ MIN_DEFAULT_DIAMETER = 8.0
 GRID_SPACING = 0.5  # grid points per object: a point every half diameter, so every object gets ≥ 2 × 2 points
 
 
+DEFAULT_THRESHOLDS = (0.6, 0.75)  # (predicted IoU, stability) for Meta's models
+MODEL_THRESHOLDS = {  # models whose IoU head predicts lower values for good masks
+    "starter": (0.3, 0.6),  # its best nucleus masks on GOWT1 get predicted IoUs of 0.3–0.48 (docs/automatic.md)
+}
+
+
+def default_thresholds(model_name: str) -> tuple[float, float]:
+    """(predicted IoU, stability) thresholds that suit model ``model_name`` when the settings give none."""
+    return MODEL_THRESHOLDS.get(model_name, DEFAULT_THRESHOLDS)
+
+
 @dataclass(frozen=True)
 class FindSettings:
     """How :func:`find_masks` looks for objects.
@@ -43,8 +54,8 @@ class FindSettings:
     object_diameter: expected object diameter in frame pixels (None: 1/24 of the frame's longer side, at least
     8 px); points_per_side: grid points along the frame's longer side (None: one every half diameter);
     pred_iou_threshold / stability_threshold: keep candidates at or above these (stability at logit ±
-    ``stability_offset``); min_area / max_area: area range in frame pixels (None: a sixth of, and four times,
-    the area of a disc of the diameter); nms_iou: a candidate whose mask overlaps a better one by more than this
+    ``stability_offset``; None: the model's defaults, ``default_thresholds``); min_area / max_area: area range
+    in frame pixels (None: a sixth of, and four times, the area of a disc of the diameter); nms_iou: a candidate whose mask overlaps a better one by more than this
     IoU is a duplicate; skip_covered: skip what the session's objects cover on the frame (a candidate with more
     than ``covered_fraction`` of its area covered is dropped); crop_layers: extra layers of crops (0: the whole
     frame only); points_per_batch: grid points per decoder call.
@@ -52,8 +63,8 @@ class FindSettings:
 
     object_diameter: float | None = None
     points_per_side: int | None = None
-    pred_iou_threshold: float = 0.6
-    stability_threshold: float = 0.75
+    pred_iou_threshold: float | None = None
+    stability_threshold: float | None = None
     stability_offset: float = 1.0
     min_area: int | None = None
     max_area: int | None = None
@@ -207,6 +218,9 @@ def _decode_region(
     whole = box == (0, 0, session.height, session.width)
     features = _crop_features(session, frame, box)
     pix_feat = model.condition_on_memory(features, (), (), num_frames=session.num_frames)  # no memory
+    default_iou, default_stability = default_thresholds(model.config.name)
+    min_iou = default_iou if settings.pred_iou_threshold is None else settings.pred_iou_threshold
+    min_stability = default_stability if settings.stability_threshold is None else settings.stability_threshold
     scale = torch.tensor([size / w, size / h], device=session.device)
     for begin in range(0, len(points), settings.points_per_batch):
         chunk = points[begin : begin + settings.points_per_batch]
@@ -219,7 +233,7 @@ def _decode_region(
         logits = heads.low_res_multimasks.float().flatten(0, 1)  # (B·3, s, s)
         ious = heads.ious.float().flatten()
         stable = stability_score(logits, settings.stability_offset)
-        keep = (ious >= settings.pred_iou_threshold) & (stable >= settings.stability_threshold)
+        keep = (ious >= min_iou) & (stable >= min_stability)
         keep &= (logits > 0).flatten(1).any(1)
         index = torch.nonzero(keep).flatten()
         for start in range(0, len(index), 16):  # upsample a few at a time: full-size masks are large
