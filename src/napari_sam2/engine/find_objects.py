@@ -55,10 +55,10 @@ class FindSettings:
     8 px); points_per_side: grid points along the frame's longer side (None: one every half diameter);
     pred_iou_threshold / stability_threshold: keep candidates at or above these (stability at logit ±
     ``stability_offset``; None: the model's defaults, ``default_thresholds``); min_area / max_area: area range
-    in frame pixels (None: a sixth of, and four times, the area of a disc of the diameter); nms_iou: a candidate whose mask overlaps a better one by more than this
-    IoU is a duplicate; skip_covered: skip what the session's objects cover on the frame (a candidate with more
-    than ``covered_fraction`` of its area covered is dropped); crop_layers: extra layers of crops (0: the whole
-    frame only); points_per_batch: grid points per decoder call.
+    in frame pixels (None: a sixth of, and four times, the area of a disc of the diameter); nms_iou: a candidate
+    whose mask overlaps a better one by more than this IoU is a duplicate; skip_covered: skip what the session's
+    objects cover on the frame (a candidate with more than ``covered_fraction`` of its area covered is dropped);
+    crop_layers: extra layers of crops (0: the whole frame only); points_per_batch: grid points per decoder call.
     """
 
     object_diameter: float | None = None
