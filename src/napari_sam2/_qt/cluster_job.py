@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_sam2._qt.fine_tune import start_of, training_image
+from napari_sam2._qt.job_script import write_slurm_script
 from napari_sam2._qt.layer_stack import layer_file
 from napari_sam2.io.prompt_file import prompt_set_from_records, save_prompts
 
@@ -92,23 +93,11 @@ def write_batch_script(plan: BatchPlan, path: Path | None = None) -> Path:
     ``<prompts folder>/batch.sh``."""
     path = path or plan.prompts.parent / SCRIPT_NAME
     log = plan.prompts.parent / "batch-%j.log"
-    text = "\n".join([
-        "#!/bin/bash",
-        "#SBATCH --job-name=napari-sam2-batch",
-        "#SBATCH --gres=gpu:1",
-        "#SBATCH --cpus-per-task=8",
-        "#SBATCH --mem=32G",
-        "#SBATCH --time=08:00:00",
-        f"#SBATCH --output={log}",
-        f"# Segments every stack in {plan.inputs} with the prompts in {plan.prompts.name}, one label store per",
-        f"# stack in {plan.out_dir} (and batch_summary.csv there). Submit with `sbatch {path.name}`; ask for more",
-        "# GPUs (--gres=gpu:4: one worker each), or spread the stacks over many SLURM jobs with",
-        "# --cluster slurm --cluster-config slurm.yaml (see docs/cli.md).",
-        "# Running it again continues the unfinished stacks.",
-        "set -euo pipefail",
-        plan.command(),
-        "",
+    return write_slurm_script(path, job_name="napari-sam2-batch", log=log, command=plan.command(), cpus=8,
+                              time="08:00:00", comments=[
+        f"Segments every stack in {plan.inputs} with the prompts in {plan.prompts.name}, one label store per",
+        f"stack in {plan.out_dir} (and batch_summary.csv there). Submit with `sbatch {path.name}`; ask for more",
+        "GPUs (--gres=gpu:4: one worker each), or spread the stacks over many SLURM jobs with",
+        "--cluster slurm --cluster-config slurm.yaml (see docs/cli.md).",
+        "Running it again continues the unfinished stacks.",
     ])
-    path.write_text(text)
-    path.chmod(0o755)
-    return path

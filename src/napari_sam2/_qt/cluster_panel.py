@@ -7,10 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import QApplication, QGroupBox, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QApplication, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
 from napari_sam2._qt.cluster_job import BatchPlan, plan_batch, write_batch_script
+from napari_sam2._qt.command_view import command_view
 
 SessionGetter = Callable[[], tuple[Any, Any]]  # (controller or None, its image layer)
 
@@ -31,12 +32,7 @@ class ClusterPanel(QGroupBox):
         self.note = QLabel()
         self.note.setWordWrap(True)
         self.note.hide()
-        self.command_text = QPlainTextEdit()
-        self.command_text.setReadOnly(True)
-        self.command_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
-                                                  | Qt.TextInteractionFlag.TextSelectableByKeyboard)
-        self.command_text.setMaximumHeight(90)
-        self.command_text.hide()
+        self.command_text = command_view()
         self.copy_button = QPushButton("Copy command")
         self.copy_button.hide()
         row = QHBoxLayout()

@@ -18,6 +18,7 @@ from typing import Any
 
 from qtpy.QtCore import QObject, Signal
 
+from napari_sam2._qt.job_script import write_slurm_script
 from napari_sam2._qt.layer_stack import layer_array, layer_file
 from napari_sam2._qt.model_loading import ModelChoice
 from napari_sam2._qt.tasks import Task, TaskQueue
@@ -116,25 +117,13 @@ def write_job_script(plan: FineTunePlan, path: Path | None = None) -> Path:
     ``<out folder>/fine_tune.sh``."""
     path = path or plan.out.parent / SCRIPT_NAME
     log = plan.out.parent / "fine_tune-%j.log"
-    text = "\n".join([
-        "#!/bin/bash",
-        "#SBATCH --job-name=napari-sam2-fine-tune",
-        "#SBATCH --gres=gpu:1",
-        "#SBATCH --cpus-per-task=4",
-        "#SBATCH --mem=32G",
-        "#SBATCH --time=04:00:00",
-        f"#SBATCH --output={log}",
-        f"# Fine-tunes SAM 2 on the label store {plan.store}.",
-        "# Submit with `sbatch fine_tune.sh`, or run `bash fine_tune.sh` on a machine with a GPU. Running it again",
-        "# after an interruption continues from the last save. Then load the checkpoint in napari with",
-        f"# Model: “local checkpoint file…”, Checkpoint: {plan.out}",
-        "set -euo pipefail",
-        plan.command(),
-        "",
+    return write_slurm_script(path, job_name="napari-sam2-fine-tune", log=log, command=plan.command(), cpus=4,
+                              time="04:00:00", comments=[
+        f"Fine-tunes SAM 2 on the label store {plan.store}.",
+        "Submit with `sbatch fine_tune.sh`, or run `bash fine_tune.sh` on a machine with a GPU. Running it again",
+        "after an interruption continues from the last save. Then load the checkpoint in napari with",
+        f"Model: “local checkpoint file…”, Checkpoint: {plan.out}",
     ])
-    path.write_text(text)
-    path.chmod(0o755)
-    return path
 
 
 def cuda_available() -> bool:

@@ -9,19 +9,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QApplication,
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
 )
 
+from napari_sam2._qt.command_view import command_view
 from napari_sam2._qt.fine_tune import DEFAULT_STEPS, FineTunePlan, FineTuneRun, cuda_available, plan_fine_tune
 from napari_sam2._qt.model_loading import LOCAL_FILE
 
@@ -66,12 +66,7 @@ class FineTunePanel(QGroupBox):
         self.note = QLabel()
         self.note.setWordWrap(True)
         self.note.hide()
-        self.command_text = QPlainTextEdit()
-        self.command_text.setReadOnly(True)
-        self.command_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
-                                                  | Qt.TextInteractionFlag.TextSelectableByKeyboard)
-        self.command_text.setMaximumHeight(90)
-        self.command_text.hide()
+        self.command_text = command_view()
         self.copy_button = QPushButton("Copy command")
         self.here_button = QPushButton("Train here anyway (slow)")
         self.here_button.setToolTip("Train on this computer's CPU: hours for a few hundred steps")
