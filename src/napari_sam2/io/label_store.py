@@ -303,16 +303,7 @@ class LabelStore:
         """Record object ``obj_id``'s review status (one of ``OBJECT_STATUSES``, or None to clear it); durable."""
         if status is not None and status not in OBJECT_STATUSES:
             raise LabelStoreError(f"{self.path}: an object status is one of {OBJECT_STATUSES} or None, not {status!r}")
-        with self._lock:
-            self._check_writable()
-            info = dataclasses.replace(self._known(obj_id), status=status)
-            if info != self._objects[info.id]:
-                try:
-                    self._records.save_object(info)
-                except OSError as exc:
-                    raise write_error(f"save the status of object {obj_id} in", self.path, exc) from exc
-                self._objects[info.id] = info
-            return info
+        return self._update_object(obj_id, "status", status=status)
 
     def set_object_parent(self, obj_id: int, parent: int | None) -> ObjectInfo:
         """Record that object ``obj_id`` divided from object ``parent`` (None: it has no parent); durable. The parent
@@ -321,14 +312,18 @@ class LabelStore:
             (parent,) = check_obj_ids([parent])
             if parent == int(obj_id):
                 raise LabelStoreError(f"{self.path}: object {obj_id} cannot be its own parent")
+        return self._update_object(obj_id, "parent", parent=parent)
+
+    def _update_object(self, obj_id: int, what: str, **changes: Any) -> ObjectInfo:
+        """Change fields of a known object's record, durably (nothing written when nothing changes)."""
         with self._lock:
             self._check_writable()
-            info = dataclasses.replace(self._known(obj_id), parent=parent)
+            info = dataclasses.replace(self._known(obj_id), **changes)
             if info != self._objects[info.id]:
                 try:
                     self._records.save_object(info)
                 except OSError as exc:
-                    raise write_error(f"save the parent of object {obj_id} in", self.path, exc) from exc
+                    raise write_error(f"save the {what} of object {obj_id} in", self.path, exc) from exc
                 self._objects[info.id] = info
             return info
 
