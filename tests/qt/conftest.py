@@ -54,6 +54,28 @@ def cell_stack(frames: int = FRAMES, size: int = SIZE) -> np.ndarray:
     return stack
 
 
+def start_from_checkpoint_file(viewer, widget, qtbot, tmp_path, *, frames: int, wait: int):
+    """Start a session the way a user with a local checkpoint does: the tiny test model saved as a file, chosen as
+    "local checkpoint file…" at 256 px on the CPU, over a small cell stack. Returns (controller, checkpoint path)."""
+    from napari_sam2._qt.model_loading import LOCAL_FILE
+    from napari_sam2.train.loop import write_checkpoint
+
+    checkpoint = tmp_path / "tiny-test.pt"
+    write_checkpoint(test_model_factory(), checkpoint)
+    viewer.add_image(cell_stack(frames=frames), name="cells", axis_labels=("t", "y", "x"))
+    s = widget.settings
+    s.image_combo.setCurrentText("cells")
+    s.model_combo.setCurrentText(LOCAL_FILE)
+    s.checkpoint_edit.setText(str(checkpoint))
+    s.size_combo.setCurrentText("256 px")
+    s.device_combo.setCurrentText("cpu")
+    s.store_edit.setText(str(tmp_path / "cells.sam2.zarr"))
+    c = widget.start()
+    assert c is not None, widget.status_label.text()
+    qtbot.waitUntil(lambda: c.session is not None and not c.busy, timeout=wait)
+    return c, checkpoint
+
+
 @pytest.fixture
 def sam2_viewer(make_napari_viewer, tmp_path):
     """(viewer, widget, start) — ``start()`` starts a session on the stack and waits until the model is ready."""

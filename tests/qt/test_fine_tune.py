@@ -17,22 +17,7 @@ WAIT = 240000  # the CPU may be shared
 def start_from_checkpoint(viewer, widget, qtbot, tmp_path, frames=6):
     """A session on a small stack with the tiny test model saved as a local checkpoint file (fine-tuning starts
     from a file or a named model), with one object clicked and propagated."""
-    from napari_sam2._qt.model_loading import LOCAL_FILE
-    from napari_sam2.train.loop import write_checkpoint
-
-    checkpoint = tmp_path / "tiny-test.pt"
-    write_checkpoint(conftest.test_model_factory(), checkpoint)
-    viewer.add_image(conftest.cell_stack(frames=frames), name="cells", axis_labels=("t", "y", "x"))
-    s = widget.settings
-    s.image_combo.setCurrentText("cells")
-    s.model_combo.setCurrentText(LOCAL_FILE)
-    s.checkpoint_edit.setText(str(checkpoint))
-    s.size_combo.setCurrentText("256 px")
-    s.device_combo.setCurrentText("cpu")
-    s.store_edit.setText(str(tmp_path / "cells.sam2.zarr"))
-    c = widget.start()
-    assert c is not None, widget.status_label.text()
-    qtbot.waitUntil(lambda: c.session is not None and not c.busy, timeout=WAIT)
+    c, checkpoint = conftest.start_from_checkpoint_file(viewer, widget, qtbot, tmp_path, frames=frames, wait=WAIT)
     c.layers.points.add([0, 60, 60])
     qtbot.waitUntil(lambda: not c.busy, timeout=WAIT)
     c.propagate("forward")

@@ -27,29 +27,15 @@ def viewer_widget(make_napari_viewer):
 
 @pytest.mark.slow
 def test_send_to_cluster_writes_the_prompts_the_batch_command_and_a_job_script(viewer_widget, qtbot, tmp_path):
-    from napari_sam2._qt.model_loading import LOCAL_FILE
     from napari_sam2.cli.inputs import open_stack_and_prompts
     from napari_sam2.cli.main import build_parser
-    from napari_sam2.train.loop import write_checkpoint
 
     viewer, widget = viewer_widget
     panel = widget.cluster_box
     qtbot.mouseClick(panel.send_button, Qt.MouseButton.LeftButton)  # no session yet: says what it needs
     assert "start a session first" in panel.note.text() and panel.command_text.isHidden()
 
-    checkpoint = tmp_path / "tiny-test.pt"
-    write_checkpoint(conftest.test_model_factory(), checkpoint)
-    viewer.add_image(conftest.cell_stack(frames=4), name="cells", axis_labels=("t", "y", "x"))
-    s = widget.settings
-    s.image_combo.setCurrentText("cells")
-    s.model_combo.setCurrentText(LOCAL_FILE)
-    s.checkpoint_edit.setText(str(checkpoint))
-    s.size_combo.setCurrentText("256 px")
-    s.device_combo.setCurrentText("cpu")
-    s.store_edit.setText(str(tmp_path / "cells.sam2.zarr"))
-    c = widget.start()
-    assert c is not None, widget.status_label.text()
-    qtbot.waitUntil(lambda: c.session is not None and not c.busy, timeout=WAIT)
+    c, checkpoint = conftest.start_from_checkpoint_file(viewer, widget, qtbot, tmp_path, frames=4, wait=WAIT)
     qtbot.mouseClick(panel.send_button, Qt.MouseButton.LeftButton)  # nothing prompted yet
     assert "prompt at least one object first" in panel.note.text() and panel.command_text.isHidden()
 
