@@ -25,7 +25,7 @@ import torch
 
 from napari_sam2.model import FrameFeatures, PointerMemory, SAM2Model
 from napari_sam2.model.memory_kv_cache import MemoryKV, MemoryKVCache, project_memory_bases
-from napari_sam2.model.memory_tokens import assemble_memory_tokens
+from napari_sam2.model.memory_tokens import assemble_memory_tokens, per_object_distances
 
 from .postprocess import fill_holes
 
@@ -51,38 +51,40 @@ class StepOutputs:
 
 
 class _Buffers:
-    """The static inputs and outputs of one layout, and its graph once captured."""
+    """The static inputs and outputs of one layout, and its graph once captured.
 
-    def __init__(self, features: FrameFeatures, bases: list[MemoryKV], tables: list[torch.Tensor], batch: int,
-                 num_spatial: int, num_pointers: int, channels: int) -> None:
+    first: per layer, the (keys, values) of one cached memory (1, heads, HW, head_dim), for shapes and dtypes;
+    tables: per layer, the slot encodings of the layout's spatial memories; keys / values: per layer
+    (batch, heads, num_spatial · HW + pointer_tokens, head_dim); dst: the views of keys / values that receive each
+    object's cached memory (layer, keys then values, object, memory), for one multi-tensor copy.
+    """
+
+    def __init__(self, features: FrameFeatures, first: list[MemoryKV], tables: list[torch.Tensor], *, batch: int,
+                 num_spatial: int, num_pointers: int, pointer_tokens: int, channels: int) -> None:
         def like(x: torch.Tensor) -> torch.Tensor:
             return torch.zeros_like(x[:1])
 
         self.vision, self.vision_pos = like(features.vision), like(features.vision_pos)
         self.high_res = (like(features.high_res[0]), like(features.high_res[1]))
-        k0, v0 = bases[0]
-        heads, grid, head_dim = k0.shape[1], k0.shape[2], k0.shape[3]
-        self.grid = grid
+        k0, v0 = first[0]
+        heads, grid, head_dim, device = k0.shape[1], k0.shape[2], k0.shape[3], k0.device
         self.spatial_tokens = num_spatial * grid
         self.tables = tables
         self.num_pointers = num_pointers
-        self.pointers = torch.zeros(num_pointers, batch, channels, device=k0.device)
-        self.distances = torch.zeros(num_pointers, batch, device=k0.device)
-        self.keys: list[torch.Tensor] = []
-        self.values: list[torch.Tensor] = []
-        self.pointer_tokens = 0
-        self._shape = (batch, heads, head_dim, k0.dtype, v0.dtype)
-        self.dst: list[torch.Tensor] = []  # views of keys/values receiving each object's cached memory
+        self.pointers = torch.zeros(num_pointers, batch, channels, device=device)
+        self.distances = torch.zeros(num_pointers, batch, device=device)
+        shape = (batch, heads, self.spatial_tokens + pointer_tokens, head_dim)
+        self.keys = [torch.zeros(shape, dtype=k0.dtype, device=device) for _ in first]
+        self.values = [torch.zeros(shape, dtype=v0.dtype, device=device) for _ in first]
+        self.dst = [
+            target[b : b + 1, :, j * grid : (j + 1) * grid]
+            for layer in range(len(first))
+            for target in (self.keys[layer], self.values[layer])
+            for b in range(batch)
+            for j in range(num_spatial)
+        ]
         self.graph: torch.cuda.CUDAGraph | None = None
         self.outputs: StepOutputs | None = None
-
-    def allocate(self, pointer_tokens: int) -> None:
-        batch, heads, head_dim, k_dtype, v_dtype = self._shape
-        total = self.spatial_tokens + pointer_tokens
-        device = self.pointers.device
-        self.pointer_tokens = pointer_tokens
-        self.keys = [torch.zeros(batch, heads, total, head_dim, dtype=k_dtype, device=device) for _ in self.tables]
-        self.values = [torch.zeros(batch, heads, total, head_dim, dtype=v_dtype, device=device) for _ in self.tables]
 
 
 class TrackingGraphs:
@@ -141,7 +143,7 @@ class TrackingGraphs:
         if buffers is None:
             if not self._fits(bases, len(slots), bucket, len(pointers), features.vision):
                 return None  # eager steps: no static copy of every memory's keys and values
-            buffers = self._new_buffers(key, features, bases, slots, len(pointers), bucket, feat_hw, dtype)
+            buffers = self._new_buffers(key, features, bases, slots, len(pointers), bucket, feat_hw)
         self._layouts.move_to_end(key)
         self._fill(buffers, features, bases, pointers, batch)
         if buffers.graph is None and self._graphs_on(features.vision):
@@ -177,20 +179,13 @@ class TrackingGraphs:
         free += torch.cuda.memory_reserved(like.device) - torch.cuda.memory_allocated(like.device)  # cached blocks
         return needed < free // 2
 
-    def _new_buffers(self, key, features, bases, slots, num_pointers, bucket, feat_hw, dtype) -> _Buffers:
-        tables = self.kv_cache.slot_tables(slots, feat_hw, bases[0][0][0][0].dtype) if slots else []
-        first = bases[0][0] if bases else None
-        if first is None:
+    def _new_buffers(self, key, features, bases, slots, num_pointers, bucket, feat_hw) -> _Buffers:
+        if not bases:
             raise ValueError("a graphed tracking step needs at least one spatial memory")
-        buffers = _Buffers(features, first, tables, bucket, len(slots), num_pointers, self.model.config.d_model)
-        buffers.allocate(self._pointer_token_count(num_pointers))
-        buffers.dst = [  # where each object's cached memory keys/values go, for one multi-tensor copy
-            target[b : b + 1, :, j * buffers.grid : (j + 1) * buffers.grid]
-            for layer in range(len(tables))
-            for target in (buffers.keys[layer], buffers.values[layer])
-            for b in range(bucket)
-            for j in range(len(slots))
-        ]
+        first = bases[0][0]
+        tables = self.kv_cache.slot_tables(slots, feat_hw, first[0][0].dtype)
+        buffers = _Buffers(features, first, tables, batch=bucket, num_spatial=len(slots), num_pointers=num_pointers,
+                           pointer_tokens=self._pointer_token_count(num_pointers), channels=self.model.config.d_model)
         self._layouts[key] = buffers
         while len(self._layouts) > self.max_graphs:
             self._layouts.popitem(last=False)
@@ -217,8 +212,8 @@ class TrackingGraphs:
         if pointers:
             stacked = torch.stack([p.pointer for p in pointers])  # (P, B, C)
             buffers.pointers[:, :batch].copy_(stacked)
-            distances = torch.tensor([p.frame_distance if isinstance(p.frame_distance, tuple)
-                                      else (p.frame_distance,) * batch for p in pointers], dtype=torch.float32)
+            distances = torch.tensor([per_object_distances(p.frame_distance, batch) for p in pointers],
+                                     dtype=torch.float32)
             staged, uploaded = self._staged(distances)
             buffers.distances[:, :batch].copy_(staged, non_blocking=True)
             if uploaded is not None:

@@ -89,7 +89,7 @@ def assemble_memory_tokens(
             distances = pointer_distances
             if distances is None:
                 per_object = any(isinstance(p.frame_distance, tuple) for p in pointers)
-                values = tuple(_per_object(p.frame_distance, batch) if per_object else p.frame_distance
+                values = tuple(per_object_distances(p.frame_distance, batch) if per_object else p.frame_distance
                                for p in pointers)
                 distances = _distances(values, ptrs.device)  # (P,) or (P, B)
             pos = pointer_position_encoding(distances, obj_ptr_tpos_proj, max_pointer_distance=max_pointer_distance,
@@ -118,7 +118,8 @@ def pointer_position_encoding(
     return obj_ptr_tpos_proj(pos.to(dtype))
 
 
-def _per_object(distance: int | tuple[int, ...], batch: int) -> tuple[int, ...]:
+def per_object_distances(distance: int | tuple[int, ...], batch: int) -> tuple[int, ...]:
+    """A pointer's frame distance for each of ``batch`` objects (one shared distance repeated)."""
     if isinstance(distance, tuple):
         if len(distance) != batch:
             raise ValueError(f"{len(distance)} pointer distances for {batch} objects")
