@@ -95,3 +95,26 @@ def test_graph_replay_equals_the_eager_step_in_fp32(setup):
     _, eager = _ours(model, frames, "fp32", step_graphs=False)
     for f in eager:
         np.testing.assert_allclose(fast[f], eager[f], rtol=1e-4, atol=1e-3)
+
+
+def test_pipelined_propagation_with_a_correction_equals_propagation_on_demand(setup):
+    """Frame t + 1 computes while frame t's masks come to the host (side-stream copies): a correction made between
+    frames must still shape the next frame, and every result equals the one computed on demand."""
+    _, model, frames, _ = setup
+
+    def run(pipeline: bool) -> dict[int, np.ndarray]:
+        session = Session(model, frames, device="cuda", precision="fp32", pipeline=pipeline)
+        for frame, obj_id, (y, x) in CLICKS:
+            session.add_points(frame, obj_id, [[y, x]], [1])
+        out = {}
+        for result in session.propagate(start=0):
+            out[result.frame] = result.masks.copy()
+            if result.frame == 10:
+                session.add_points(11, 1, [[300.0, 280.0], [330.0, 330.0]], [1, 0])
+        session.close()
+        return out
+
+    piped, plain = run(True), run(False)
+    assert piped.keys() == plain.keys()
+    for f in plain:
+        np.testing.assert_array_equal(piped[f], plain[f])

@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+_COPY_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
+
+
+def _copy_stream(device: torch.device) -> torch.cuda.Stream:
+    """A side stream per GPU for copies to the host: a copy there waits for its result's own kernels only, not for
+    the next frame's work that the compute thread queued after them on the main stream."""
+    if device not in _COPY_STREAMS:
+        _COPY_STREAMS[device] = torch.cuda.Stream(device)
+    return _COPY_STREAMS[device]
 
 
 class FrameResult:
@@ -10,10 +21,12 @@ class FrameResult:
     and their object-score logits ``object_scores`` (len(obj_ids),) (< 0: the object is predicted absent).
 
     The logits stay on the compute device until first read, so a consumer that needs only ``masks`` (or
-    nothing, e.g. while skipping frames) does not pay for moving float32 images off the GPU.
+    nothing, e.g. while skipping frames) does not pay for moving float32 images off the GPU. On a GPU, reading
+    them waits for this frame's kernels only (an event recorded when the result was made), so the next frame
+    can already be computing; ``start_host_copy`` starts the masks' copy into pinned memory right away.
     """
 
-    __slots__ = ("frame", "obj_ids", "_scores", "_logits", "_device_logits")
+    __slots__ = ("frame", "obj_ids", "_scores", "_logits", "_device_logits", "_ready", "_ready_device", "_host_masks")
 
     def __init__(self, frame: int, obj_ids: tuple[int, ...], logits, object_scores) -> None:
         self.frame = frame
@@ -21,26 +34,64 @@ class FrameResult:
         self._scores = object_scores
         self._logits = logits if isinstance(logits, np.ndarray) else None
         self._device_logits = None if isinstance(logits, np.ndarray) else logits
+        self._ready: torch.cuda.Event | None = None
+        self._ready_device: torch.device | None = None
+        self._host_masks: tuple[torch.Tensor, torch.cuda.Event] | None = None
+        if self._device_logits is not None and self._device_logits.is_cuda:
+            self._ready, self._ready_device = torch.cuda.Event(), self._device_logits.device
+            self._ready.record(torch.cuda.current_stream(self._ready_device))
+
+    def start_host_copy(self) -> None:
+        """Start copying the masks to pinned host memory on the side stream, without waiting (GPU results only)."""
+        if self._ready is None or self._host_masks is not None:
+            return
+        logits = self._device_logits
+        stream = _copy_stream(logits.device)
+        stream.wait_event(self._ready)
+        logits.record_stream(stream)  # not reused by the main stream while the side stream reads it
+        with torch.cuda.stream(stream):
+            host = torch.empty(logits.shape, dtype=torch.bool, pin_memory=True)
+            host.copy_(logits > 0, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(stream)
+        self._host_masks = (host, done)
+
+    def _to_host(self, make) -> np.ndarray:
+        """``make()``, a tensor computed from this result, on the host; on a GPU made and copied on the side stream
+        once this frame's kernels are done."""
+        if self._ready is None:
+            return make().cpu().numpy()
+        stream = _copy_stream(self._ready_device)
+        stream.wait_event(self._ready)
+        with torch.cuda.stream(stream):
+            return make().cpu().numpy()
 
     @property
     def object_scores(self) -> np.ndarray:
         if not isinstance(self._scores, np.ndarray):
-            self._scores = self._scores.float().cpu().numpy()
+            scores = self._scores
+            self._scores = self._to_host(lambda: scores.float())
         return self._scores
 
     @property
     def logits(self) -> np.ndarray:
         if self._logits is None:
-            self._logits = self._device_logits.float().cpu().numpy()
+            logits = self._device_logits
+            self._logits = self._to_host(lambda: logits.float())
             self._device_logits = None
         return self._logits
 
     @property
     def masks(self) -> np.ndarray:
         """(len(obj_ids), H, W) bool."""
-        if self._logits is None:
-            return (self._device_logits > 0).cpu().numpy()
-        return self._logits > 0
+        if self._logits is not None:
+            return self._logits > 0
+        if self._host_masks is not None:
+            host, done = self._host_masks
+            done.synchronize()
+            return host.numpy()
+        logits = self._device_logits
+        return self._to_host(lambda: logits > 0)
 
     def __repr__(self) -> str:
         return f"FrameResult(frame={self.frame}, obj_ids={self.obj_ids})"

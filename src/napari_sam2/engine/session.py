@@ -11,6 +11,8 @@ conditioning frame, so re-propagation keeps it — the reference's ``add_all_fra
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,17 @@ NO_OBJECT_LOGIT = -1024.0  # logits of an object with no result on a frame (NO_O
 DIRECTIONS = ("forward", "backward", "both")
 
 
+@dataclass
+class _Ahead:
+    """The next frame of a propagation, computed while the caller reads this one: its outputs (a future), and what
+    they were computed under (the objects skipped there, the session's edit count)."""
+
+    frame: int
+    stopped: set[int]
+    edits: int
+    future: Future
+
+
 class Session:
     """Promptable segmentation and tracking of objects through a stack of 2D frames.
 
@@ -51,6 +64,8 @@ class Session:
     CUDA, where it saves most of memory attention's time; equal up to rounding).
     step_graphs: run the steady-state tracking step on static buffers, replayed as a CUDA graph per memory
     layout (``step_graph``; default on CUDA). True on the CPU runs the same static-buffer code without capture.
+    pipeline: while the caller of ``propagate`` handles frame t, frame t + 1 is already computing (default on
+    CUDA); it is used only if nothing changed the session in between, so results are the same either way.
     """
 
     def __init__(
@@ -70,6 +85,7 @@ class Session:
         encoder_batch_size: int | str = "auto",
         cache_memory_kv: bool | None = None,
         step_graphs: bool | None = None,
+        pipeline: bool | None = None,
     ) -> None:
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
@@ -100,6 +116,11 @@ class Session:
         self.resume_absent_counts: tuple[int, bool, dict[int, int]] | None = None
         # tracks ended by end_object: obj_id → its last frame (forward passes give it nothing after that)
         self.track_ends: dict[int, int] = {}
+        # propagation computes frame t + 1 while the caller reads frame t (default on CUDA); any change to the
+        # session in between (counted in _edits) makes it recompute that frame instead
+        self.pipeline = self.device.type == "cuda" if pipeline is None else bool(pipeline)
+        self._ahead: _Ahead | None = None
+        self._edits = 0
 
     # -- objects -------------------------------------------------------------------------------------------
     @property
@@ -112,6 +133,7 @@ class Session:
 
     def remove_object(self, obj_id: int) -> None:
         """Forget an object: its prompts and results on every frame."""
+        self._settle()
         track = self._track(obj_id)
         for output in track.all_outputs():
             self.tracker.discard(output)
@@ -121,6 +143,7 @@ class Session:
     def end_object(self, obj_id: int, last_frame: int) -> None:
         """End object ``obj_id``'s track after ``last_frame`` (a cell that divided): its results on later frames are
         discarded and forward passes no longer compute it there. Its prompts and earlier results stay."""
+        self._settle()
         track = self._track(obj_id)
         self.track_ends[obj_id] = int(last_frame)
         for store in (track.non_cond, track.pending_non_cond):
@@ -152,6 +175,7 @@ class Session:
 
     def reset(self) -> None:
         """Forget all objects, prompts and results (cached image features are kept)."""
+        self._settle()
         for obj_id in list(self._tracks):
             self.remove_object(obj_id)
         self.vault.clear()
@@ -186,6 +210,7 @@ class Session:
 
     def add_mask(self, frame: int, obj_id: int, mask: Any) -> FrameResult:
         """A mask (H, W) (bool or 0/1) as the object's prompt on ``frame``; it is taken as the result there."""
+        self._settle()
         self._check_frame(frame)
         check_obj_id(obj_id)
         mask_t = check_mask(mask, self.height, self.width)
@@ -205,6 +230,7 @@ class Session:
 
     def clear_frame(self, frame: int, obj_id: int | None = None) -> FrameResult:
         """Remove the prompts of one object (or of all) on ``frame``; a prompted frame becomes a tracked one."""
+        self._settle()
         self._check_frame(frame)
         for track in [self._track(obj_id)] if obj_id is not None else list(self._tracks.values()):
             track.points.pop(frame, None)
@@ -258,6 +284,7 @@ class Session:
 
     def result(self, frame: int) -> FrameResult:
         """The current result of every object on ``frame`` (newest prompt output, else tracked output)."""
+        self._settle(edit=False)
         self._check_frame(frame)
         outputs = [t.latest_output(frame) for t in self._tracks.values()]
         return self._frame_result(frame, outputs)
@@ -266,10 +293,12 @@ class Session:
     def save_state(self, path, *, next_frame: int | None = None, reverse: bool = False) -> None:
         """Write prompts and memory to ``path`` (see ``persistence.save_state``); with ``next_frame`` only
         the memories that frame needs, for resuming a propagation there."""
+        self._settle(edit=False)
         persistence.save_state(self, path, next_frame=next_frame, reverse=reverse)
 
     def load_state(self, path) -> None:
         """Replace all objects by those of a state file saved over the same stack and model."""
+        self._settle()
         persistence.load_state(self, path)
 
     def _propagate_pass(
@@ -287,21 +316,63 @@ class Session:
         order = list(order)
         absent_run = self._absent_counts_for(start, reverse)
         self.pass_direction_reverse = reverse
+        def stopped_on(frame: int) -> set[int]:
+            stopped = {o for o, n in absent_run.items() if lost_patience is not None and n >= lost_patience}
+            if not reverse:
+                stopped |= {o for o, last in self.track_ends.items() if frame > last}
+            return stopped
+
         try:
             for i, frame in enumerate(order):
-                stopped = {o for o, n in absent_run.items() if lost_patience is not None and n >= lost_patience}
-                if not reverse:
-                    stopped |= {o for o, last in self.track_ends.items() if frame > last}
-                outputs = self.compute.run(self._track_frame, frame, reverse, order[i + 1 : i + 1 + 8], stopped)
+                stopped = stopped_on(frame)
+                new = self._take_ahead(frame, stopped)
+                if new is None:
+                    new = self.compute.run(self._compute_frame, frame, reverse, order[i + 1 : i + 1 + 8], stopped)
+                outputs, result = self.compute.run(self._commit_frame, frame, reverse, new, stopped)
                 for track, output in zip(self._tracks.values(), outputs, strict=True):
                     if lost_patience is None or output is None or track.obj_id not in absent_run:
                         continue
                     prompted = frame in track.cond  # a prompt says the object is there, whatever its score
                     visible = prompted or float(output.object_score) > 0
                     absent_run[track.obj_id] = 0 if visible else absent_run[track.obj_id] + 1
-                yield self._frame_result(frame, outputs)
+                if self.pipeline and i + 1 < len(order):
+                    ahead_frame = order[i + 1]
+                    ahead_stopped = stopped_on(ahead_frame)
+                    future = self.compute.submit(self._compute_frame, ahead_frame, reverse,
+                                                 order[i + 2 : i + 2 + 8], ahead_stopped)
+                    self._ahead = _Ahead(ahead_frame, ahead_stopped, self._edits, future)
+                yield result
         finally:
+            self._drop_ahead()
             self.pass_direction_reverse = None
+
+    def _take_ahead(self, frame: int, stopped: set[int]) -> dict[int, FrameOutput] | None:
+        """The outputs computed ahead for ``frame`` if nothing changed the session since (else dropped): None
+        when there are none to use."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return None
+        new = ahead.future.result()
+        if ahead.frame == frame and ahead.stopped == stopped and ahead.edits == self._edits:
+            return new
+        self.compute.run(self._discard_outputs, new)
+        return None
+
+    def _drop_ahead(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            self.compute.run(self._discard_outputs, ahead.future.result())
+
+    def _discard_outputs(self, new: dict[int, FrameOutput]) -> None:
+        for output in new.values():
+            self.tracker.discard(output)
+
+    def _settle(self, edit: bool = True) -> None:
+        """Wait for the frame being computed ahead (if any), so that the caller may change the session; a change
+        counts as an edit, which makes the propagation recompute that frame instead of using it."""
+        if self._ahead is not None:
+            self._ahead.future.exception()
+        self._edits += edit
 
     def _absent_counts_for(self, start: int, reverse: bool) -> dict[int, int]:
         """Per object, how many frames in a row it was absent: zero at a pass's start, or the counts a loaded
@@ -323,12 +394,12 @@ class Session:
         if self.tracker.kv_cache is not None:
             self.tracker.kv_cache.max_entries = max(1, (per_object - 8) * len(self._tracks))
 
-    def _track_frame(
+    def _compute_frame(
         self, frame: int, reverse: bool, upcoming: Sequence[int], skip: set[int] = frozenset()
-    ) -> list[FrameOutput | None]:
+    ) -> dict[int, FrameOutput]:
         """Compute every object not prompted on ``frame`` (nor in ``skip``), in one batch per memory layout
-        (objects prompted on different frames share a batch once their memories have the same shape), then
-        commit all at once; skipped objects lose any older result on this frame."""
+        (objects prompted on different frames share a batch once their memories have the same shape). Changes
+        nothing in the session: ``_commit_frame`` does (or ``_discard_outputs`` drops the outputs)."""
         groups: dict[Any, list[tuple[ObjectTrack, Any]]] = {}
         for track in self._tracks.values():
             if frame not in track.cond and track.obj_id not in skip:
@@ -340,7 +411,14 @@ class Session:
             tracks, plans = [m[0] for m in members], [m[1] for m in members]
             for track, output in zip(tracks, self.tracker.run_tracking(tracks, frame, plans, upcoming), strict=True):
                 new[track.obj_id] = output
-        for track in self._tracks.values():  # commit: nothing above changed the session
+        return new
+
+    def _commit_frame(
+        self, frame: int, reverse: bool, new: dict[int, FrameOutput], skip: set[int] = frozenset()
+    ) -> tuple[list[FrameOutput | None], FrameResult]:
+        """Store ``new`` outputs of ``frame`` in the objects' tracks (skipped objects lose any older result there);
+        returns every object's output and the frame's result, whose masks start their way to the host."""
+        for track in self._tracks.values():
             if track.obj_id in skip and frame not in track.cond:
                 self.tracker.discard(track.non_cond.pop(frame, None))
                 track.tracked.pop(frame, None)
@@ -349,7 +427,10 @@ class Session:
                 self.tracker.discard(track.non_cond.get(frame))
                 track.non_cond[frame] = new[track.obj_id]
             track.tracked[frame] = reverse
-        return [new.get(t.obj_id) or t.cond.get(frame) for t in self._tracks.values()]
+        outputs = [new.get(t.obj_id) or t.cond.get(frame) for t in self._tracks.values()]
+        result = self._frame_result(frame, outputs)
+        result.start_host_copy()
+        return outputs, result
 
     def _consolidate_prompts(self) -> None:
         """Encode the memory of prompt outputs and move them into the objects' memory banks
@@ -378,6 +459,7 @@ class Session:
                 self.tracker.discard(track.non_cond.pop(frame, None))
 
     def _prompt(self, frame: int, obj_id: int, prompt, *, clear: bool) -> FrameResult:
+        self._settle()
         check_obj_id(obj_id)
         track = self._tracks.get(obj_id) or ObjectTrack(obj_id)
         if not clear and frame in track.points:

@@ -83,6 +83,19 @@ class _Buffers:
             for b in range(batch)
             for j in range(num_spatial)
         ]
+        # each object's keys get its memories' slot encodings added after the copy (one multi-tensor add)
+        self.key_dst = [
+            self.keys[layer][b : b + 1, :, j * grid : (j + 1) * grid]
+            for layer in range(len(first))
+            for b in range(batch)
+            for j in range(num_spatial)
+        ]
+        self.key_tables = [
+            tables[layer][:, :, j * grid : (j + 1) * grid]
+            for layer in range(len(first))
+            for _ in range(batch)
+            for j in range(num_spatial)
+        ]
         self.graph: torch.cuda.CUDAGraph | None = None
         self.outputs: StepOutputs | None = None
 
@@ -209,6 +222,7 @@ class TrackingGraphs:
                     for j in range(num_spatial):
                         sources.append(bases[j][min(b, batch - 1)][layer][kv_index])
         torch._foreach_copy_(buffers.dst, sources)
+        torch._foreach_add_(buffers.key_dst, buffers.key_tables)
         if pointers:
             stacked = torch.stack([p.pointer for p in pointers])  # (P, B, C)
             buffers.pointers[:, :batch].copy_(stacked)
@@ -238,7 +252,6 @@ class TrackingGraphs:
     def _capture(self, buffers: _Buffers, memory_pos: torch.Tensor, num_frames: int) -> None:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
-        saved = [(k.clone(), v.clone()) for k, v in zip(buffers.keys, buffers.values, strict=True)]
         with torch.cuda.stream(side):
             for _ in range(2):  # warm-up: kernels chosen, attention backends timed (sdpa.py), casts cached
                 self._core(buffers, memory_pos, num_frames)
@@ -246,9 +259,6 @@ class TrackingGraphs:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, capture_error_mode="relaxed"):
             outputs = self._core(buffers, memory_pos, num_frames)
-        for (k, v), (k0, v0) in zip(zip(buffers.keys, buffers.values, strict=True), saved, strict=True):
-            k.copy_(k0)  # the warm-up and the capture added the slot tables in place: restore this frame's input
-            v.copy_(v0)
         buffers.graph, buffers.outputs = graph, outputs
         self.captures += 1
 
@@ -275,7 +285,6 @@ class TrackingGraphs:
             ptr, ptr_pos = tokens.memory.transpose(0, 1), tokens.memory_pos.transpose(0, 1)
         for layer, module in enumerate(model.memory_attention.layers):
             keys, values = buffers.keys[layer], buffers.values[layer]
-            keys[:, :, :spatial] += buffers.tables[layer]
             if buffers.num_pointers:
                 attn = module.cross_attn_image
                 keys[:, :, spatial:] = attn.separate_heads(attn.k_proj(ptr + ptr_pos))

@@ -34,12 +34,16 @@ class ComputeThread:
         """Call ``fn(*args, **kwargs)`` in the compute thread and return its result (or raise its error)."""
         if threading.current_thread() is self._thread:
             return fn(*args, **kwargs)
+        return self.submit(fn, *args, **kwargs).result()
+
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future:
+        """Queue ``fn(*args, **kwargs)`` for the compute thread (after the jobs queued before it); its future."""
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._loop, name="napari-sam2-compute", daemon=True)
             self._thread.start()
         future: Future = Future()
         self._jobs.put((future, fn, args, kwargs))
-        return future.result()
+        return future
 
     def close(self) -> None:
         if self._thread is not None and self._thread.is_alive():

@@ -207,7 +207,9 @@ class MemoryAttention(nn.Module):
         """The layers on already projected memory keys and values (one (k, v) per layer, e.g. from a cache):
         curr, curr_pos (HW, B, d_model) → (HW, B, d_model)."""
         rotation = self.rotation(feat_hw, curr.device)
-        output = (curr + 0.1 * curr_pos).transpose(0, 1)  # pos_enc_at_input, then batch-first
+        # pos_enc_at_input, then batch-first in memory: every layer's norms, projections and residual sums read
+        # contiguous rows (a transposed view would be copied again by each of them)
+        output = (curr + 0.1 * curr_pos).transpose(0, 1).contiguous()
         for layer, kv in zip(self.layers, memory_kv, strict=True):
             output = layer(output, kv, rotation)
         return self.norm(output).transpose(0, 1)

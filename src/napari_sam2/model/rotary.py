@@ -44,15 +44,15 @@ def apply_rotary(x: torch.Tensor, rotation: torch.Tensor, repeat: bool = False) 
     n, n_grid = x.shape[-2], rotation.shape[0]
     if n == 0:
         return x
-    pairs = x.float().unflatten(-1, (-1, 2))  # (..., N, dim / 2, 2)
-    if n != n_grid:
-        if not repeat or n % n_grid:
-            raise ValueError(f"cannot rotate {n} tokens with a grid of {n_grid} positions (repeat={repeat})")
-        pairs = pairs.unflatten(-3, (n // n_grid, n_grid))  # each frame broadcast against the one table
-    cos, sin = rotation.unbind(-1)
-    x0, x1 = pairs.unbind(-1)
-    # (x0 + i·x1) · (cos + i·sin), as in Meta's complex product
-    out = torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1).flatten(-2)
+    if n != n_grid and (not repeat or n % n_grid):
+        raise ValueError(f"cannot rotate {n} tokens with a grid of {n_grid} positions (repeat={repeat})")
+    x_grid = x if n == n_grid else x.unflatten(-2, (n // n_grid, n_grid))  # frames broadcast against one table
+    cos, sin = rotation.unbind(-1)  # (N_grid, dim / 2) each
+    cos_pairs = cos.repeat_interleave(2, dim=-1)  # (N_grid, dim): c₀ c₀ c₁ c₁ …
+    sin_pairs = torch.stack([-sin, sin], dim=-1).flatten(-2)  # (N_grid, dim): −s₀ s₀ −s₁ s₁ …
+    swapped = x_grid.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # x₁ x₀ x₃ x₂ …
+    # (x0 + i·x1) · (cos + i·sin) as in Meta's complex product, in float32: four whole-tensor kernels
+    out = torch.addcmul(x_grid * cos_pairs, swapped, sin_pairs)
     if n != n_grid:
         out = out.flatten(-3, -2)
     return out.to(x.dtype)

@@ -1,0 +1,102 @@
+"""Where a frame's GPU time goes with our defaults (CUDA graphs on): kernels of a steady-state propagation, per frame.
+
+    PYTHONPATH=src python3 benchmarks/profile_kernels.py     # env: OBJS (20,100), NFRAMES (40), MODEL (tiny)
+
+For each object count: frames per second without the profiler, GPU busy time per frame (sum of kernel times), the
+top kernels in ms per frame, and the device memory held by the key/value cache and the step graphs' buffers.
+A frame whose GPU time is well below its wall time is limited by the host.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from bench_session import SyntheticStack, add_prompts_ours  # noqa: E402
+
+from napari_sam2.engine import Session  # noqa: E402
+from napari_sam2.model import build_sam2  # noqa: E402
+
+OBJS = [int(x) for x in os.environ.get("OBJS", "20,100").split(",")]
+NFRAMES = int(os.environ.get("NFRAMES", 40))
+MODEL = os.environ.get("MODEL", "tiny")
+TOP = int(os.environ.get("TOP", 25))
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:.2f}"
+
+
+def run_pass(session: Session, stack, nobj: int, frames: int) -> float:
+    session.reset()
+    session.features.clear()
+    add_prompts_ours(session, stack, nobj)
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for r in session.propagate(start=0, max_frames=frames - 1):
+        _ = r.masks
+    torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def memory_report(session: Session) -> str:
+    cache = session.tracker.kv_cache
+    cache_bytes = sum(t.numel() * t.element_size() for kv in cache._entries.values() for pair in kv for t in pair)
+    graphs = session.tracker.graphs
+    buffer_bytes = 0
+    if graphs is not None:
+        for buffers in graphs._layouts.values():
+            buffer_bytes += sum(t.numel() * t.element_size() for t in buffers.keys + buffers.values)
+    return (f"kv cache {len(cache)} entries {gib(cache_bytes)} GiB, graph key/value buffers {gib(buffer_bytes)} GiB, "
+            f"allocated {gib(torch.cuda.memory_allocated())} GiB, peak {gib(torch.cuda.max_memory_allocated())} GiB")
+
+
+def profile(session: Session, stack, nobj: int) -> None:
+    run_pass(session, stack, nobj, 24)  # captures
+    torch.cuda.reset_peak_memory_stats()
+    seconds = run_pass(session, stack, nobj, NFRAMES)
+    print(f"\n== {MODEL}, {nobj} objects: {NFRAMES / seconds:.2f} fps ({1000 * seconds / NFRAMES:.1f} ms/frame)")
+    print("   " + memory_report(session))
+    steady = NFRAMES - 12
+    session.reset()
+    session.features.clear()
+    add_prompts_ours(session, stack, nobj)
+    frames = session.propagate(start=0, max_frames=NFRAMES - 1)
+    for _ in range(12):
+        _ = next(frames).masks
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        t0 = time.perf_counter()
+        for r in frames:
+            _ = r.masks
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+    kernels: dict[str, float] = defaultdict(float)
+    for event in prof.events():
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            kernels[event.name[:110]] += event.device_time_total / 1000 / steady
+    busy = sum(kernels.values())
+    print(f"   profiled: wall {1000 * wall / steady:.1f} ms/frame, GPU kernels {busy:.1f} ms/frame")
+    for name, ms in sorted(kernels.items(), key=lambda kv: -kv[1])[:TOP]:
+        print(f"   {ms:8.2f} ms  {100 * ms / busy:5.1f} %  {name}")
+
+
+def main() -> None:
+    model = build_sam2(f"sam2.1_hiera_{MODEL}", image_size=1024).cuda().eval()
+    stack = SyntheticStack(max(NFRAMES, 24))
+    session = Session(model, stack, device="cuda")
+    for nobj in OBJS:
+        profile(session, stack, nobj)
+    session.close()
+
+
+if __name__ == "__main__":
+    main()
