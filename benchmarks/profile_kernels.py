@@ -29,6 +29,7 @@ OBJS = [int(x) for x in os.environ.get("OBJS", "20,100").split(",")]
 NFRAMES = int(os.environ.get("NFRAMES", 40))
 MODEL = os.environ.get("MODEL", "tiny")
 TOP = int(os.environ.get("TOP", 25))
+OPS = os.environ.get("OPS", "") == "1"  # also: operators by GPU time, static steps run without graph capture
 
 
 def gib(n: float) -> str:
@@ -87,6 +88,22 @@ def profile(session: Session, stack, nobj: int) -> None:
     print(f"   profiled: wall {1000 * wall / steady:.1f} ms/frame, GPU kernels {busy:.1f} ms/frame")
     for name, ms in sorted(kernels.items(), key=lambda kv: -kv[1])[:TOP]:
         print(f"   {ms:8.2f} ms  {100 * ms / busy:5.1f} %  {name}")
+    if OPS:
+        operators(session, stack, nobj)
+
+
+def operators(session: Session, stack, nobj: int) -> None:
+    """Which operators launch the GPU time (the static step without capture, so each kernel has its operator)."""
+    session.tracker.graphs.use_graphs = False
+    session.tracker.graphs.clear()
+    run_pass(session, stack, nobj, 16)
+    activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    with torch.profiler.profile(activities=activities, record_shapes=True) as prof:
+        run_pass(session, stack, nobj, 12)
+    print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cuda_time_total", row_limit=TOP,
+                                                             max_name_column_width=40, max_shapes_column_width=70))
+    session.tracker.graphs.use_graphs = None
+    session.tracker.graphs.clear()
 
 
 def main() -> None:

@@ -22,8 +22,8 @@ class FrameResult:
 
     The logits stay on the compute device until first read, so a consumer that needs only ``masks`` (or
     nothing, e.g. while skipping frames) does not pay for moving float32 images off the GPU. On a GPU, reading
-    them waits for this frame's kernels only (an event recorded when the result was made), so the next frame
-    can already be computing; ``start_host_copy`` starts the masks' copy into pinned memory right away.
+    results of a propagation (``start_host_copy``, which also starts the masks' copy into pinned memory) waits for
+    this frame's kernels only, so the next frame can already be computing.
     """
 
     __slots__ = ("frame", "obj_ids", "_scores", "_logits", "_device_logits", "_ready", "_ready_device", "_host_masks")
@@ -37,15 +37,15 @@ class FrameResult:
         self._ready: torch.cuda.Event | None = None
         self._ready_device: torch.device | None = None
         self._host_masks: tuple[torch.Tensor, torch.cuda.Event] | None = None
-        if self._device_logits is not None and self._device_logits.is_cuda:
-            self._ready, self._ready_device = torch.cuda.Event(), self._device_logits.device
-            self._ready.record(torch.cuda.current_stream(self._ready_device))
 
     def start_host_copy(self) -> None:
-        """Start copying the masks to pinned host memory on the side stream, without waiting (GPU results only)."""
-        if self._ready is None or self._host_masks is not None:
-            return
+        """Mark this frame's work done (an event on the main stream) and start copying the masks to pinned host
+        memory on the side stream, without waiting; later reads wait for that event only (GPU results only)."""
         logits = self._device_logits
+        if logits is None or not logits.is_cuda or self._host_masks is not None:
+            return
+        self._ready, self._ready_device = torch.cuda.Event(), logits.device
+        self._ready.record(torch.cuda.current_stream(self._ready_device))
         stream = _copy_stream(logits.device)
         stream.wait_event(self._ready)
         logits.record_stream(stream)  # not reused by the main stream while the side stream reads it

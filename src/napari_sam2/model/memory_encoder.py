@@ -134,6 +134,8 @@ class MemoryEncoder(nn.Module):
         itself); Meta's module defaults to False."""
         if not skip_mask_sigmoid:
             masks = torch.sigmoid(masks)
+        if pix_feat.shape[0] > 1 and pix_feat.stride(0) == 0:  # one frame's features for every object: project once
+            pix_feat = pix_feat[:1]
         x = self.pix_feat_proj(pix_feat) + self.mask_downsampler(masks)
         x = self.out_proj(self.fuser(x))
         return x, self.position_encoding(x).to(x.dtype)
