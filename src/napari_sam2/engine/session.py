@@ -176,6 +176,7 @@ class Session:
     def reset(self) -> None:
         """Forget all objects, prompts and results (cached image features are kept)."""
         self._settle()
+        self._drop_ahead()
         for obj_id in list(self._tracks):
             self.remove_object(obj_id)
         self.vault.clear()
