@@ -125,3 +125,17 @@ def test_encoder_blocks_give_a_frame_the_same_features_whichever_frame_asked_fir
         assert torch.equal(first[f].vision, last[f].vision) and torch.equal(first[f].high_res[0], last[f].high_res[0])
     assert torch.equal(mid.vision, first[6].vision)
     assert forward.encoded_frames == backward.encoded_frames == len(frames)
+
+
+def test_a_feature_budget_smaller_than_a_block_still_returns_the_asked_frame(model, frames):
+    """A tile's share of the feature budget can be smaller than one encoder block: the asked frame is kept (its
+    block-mates are evicted), for every frame of the block."""
+    from napari_sam2.engine.features import FeatureCache
+    from napari_sam2.engine.frames import FramePreparer
+
+    with torch.inference_mode():
+        for asked in (4, 5, 7):
+            cache = FeatureCache(model, FramePreparer(frames, model.image_size), torch.device("cpu"), batch_size=4,
+                                 max_bytes=1)
+            features = cache.get(asked)
+            assert asked in cache and features.vision.shape[0] == 1

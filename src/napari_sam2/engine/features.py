@@ -75,13 +75,13 @@ class FeatureCache:
         self._prefetch(upcoming)
         feats = self.model.encode_image(images)
         self.encoded_frames += len(todo)
-        for i, t in enumerate(todo):
-            if t not in self._cache or t == frame:
-                self._store(t, FrameFeatures(
-                    feats.vision[i : i + 1], feats.vision_pos[i : i + 1],
-                    (feats.high_res[0][i : i + 1], feats.high_res[1][i : i + 1]),
-                ))
-        self._cache.move_to_end(frame)
+        # the asked frame is stored last: a budget smaller than a block evicts its block-mates, never it
+        order = [i for i, t in enumerate(todo) if t != frame and t not in self._cache] + [todo.index(frame)]
+        for i in order:
+            self._store(todo[i], FrameFeatures(
+                feats.vision[i : i + 1], feats.vision_pos[i : i + 1],
+                (feats.high_res[0][i : i + 1], feats.high_res[1][i : i + 1]),
+            ))
         return self._cache[frame]
 
     def _loaded(self, frame: int) -> torch.Tensor:
