@@ -218,6 +218,10 @@ class AutoDriver(QObject):
         if not self._can_start("Track all"):
             return False
         c = self.controller
+        if getattr(c.session, "layout", None) is not None:  # a tiled session
+            c.error.emit("Track all does not work in tiles yet: start the session with Tiles off (Find all and "
+                         "propagation do)")
+            return False
         self._run = TrackRun(start, options, itertools.count(self._first_free_id()))
         self._running, self._cancelling, self._pausing = TRACK_KEY, False, False
         self._done, self._total = 0, c.num_frames - start

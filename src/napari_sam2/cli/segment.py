@@ -185,12 +185,15 @@ def _tile_plan(args: Namespace, data: StackAndPrompts, image_size: int, auto: di
         raise UsageError("--tile-overlap needs --tiles on or auto")
     if not choose_tiling(mode, height, width, tile, diameter):
         return None
+    if auto is not None:
+        if mode == "on":
+            raise UsageError("--auto does not track in tiles yet: use --tiles off or auto")
+        say(args, f"note: objects of {diameter or 'unknown size'} px in frames of {height} × {width} px would be "
+                  "tracked better in tiles (--tiles), which --auto does not do yet; running on resized frames")
+        return None
     overlap = args.tile_overlap if args.tile_overlap is not None else tile // 4
     if overlap >= tile:
         raise UsageError(f"--tile-overlap {overlap} must be less than the tile, the model's input of {tile} px")
-    if auto is not None:
-        why = f" (frames of {height} × {width} px, objects of {diameter:g} px)" if mode == "auto" else ""
-        raise UsageError(f"--auto does not track in tiles yet{why}; add --tiles off to run it on resized frames")
     layout = TileLayout(height, width, tile, overlap)
     say(args, f"tracking in {len(layout)} tiles of {min(tile, height)} × {min(tile, width)} px at native resolution, "
               f"overlapping by {overlap} px")

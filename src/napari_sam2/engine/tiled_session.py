@@ -332,7 +332,12 @@ class TiledSession:
     # -- state ---------------------------------------------------------------------------------------------
     def save_state(self, path: Any, *, next_frame: int | None = None, reverse: bool = False) -> None:
         """Every tile's session state (``persistence.capture_state``) and the objects' spans, in one file."""
-        state = {
+        persistence.write_state(self.capture_state(next_frame=next_frame, reverse=reverse), path)
+
+    def capture_state(self, *, next_frame: int | None = None, reverse: bool = False) -> dict:
+        """The state ``save_state`` writes, for writing later (``persistence.write_state``; see ``capture_state``
+        there for why it stays valid while work goes on)."""
+        return {
             "format": FORMAT,
             "model": self.model.config.name,
             "image_size": self.model.image_size,
@@ -344,7 +349,6 @@ class TiledSession:
             "tiles": {t: persistence.capture_state(s, next_frame=next_frame, reverse=reverse)
                       for t, s in self._tiles.items()},
         }
-        persistence.write_state(state, path)
 
     def load_state(self, path: Any) -> None:
         """Replace all objects by those of a tiled state saved over the same stack, model and tiles."""

@@ -18,6 +18,7 @@ import numpy as np
 Box = tuple[int, int, int, int]  # (y0, x0, y1, x1), end exclusive, frame pixels
 
 MIN_OBJECT_PIXELS = 16.0  # "auto" tiling: objects narrower than this after resizing the frame are too small
+UNKNOWN_SIZE_FACTOR = 4  # "auto" tiling without an object size: frames at least 4 × the model's input
 
 
 def _starts(side: int, tile: int, overlap: int) -> list[int]:
@@ -92,10 +93,13 @@ def mask_box(mask: np.ndarray) -> Box | None:
 def should_tile(height: int, width: int, image_size: int, object_diameter: float | None) -> bool:
     """The "auto" rule: tile when the frame is larger than the model's input and an object of
     ``object_diameter`` frame pixels would be narrower than ``MIN_OBJECT_PIXELS`` once the frame is resized to
-    it (no diameter known: no tiling)."""
+    it; with no diameter known (clicks only, or the widget before any prompt), when the frame's longer side is at
+    least ``UNKNOWN_SIZE_FACTOR`` times the model's input (resizing would shrink a 60-px cell under 16 px)."""
     side = max(height, width)
-    if side <= image_size or object_diameter is None:
+    if side <= image_size:
         return False
+    if object_diameter is None:
+        return side >= UNKNOWN_SIZE_FACTOR * image_size
     return object_diameter * image_size / side < MIN_OBJECT_PIXELS
 
 
