@@ -54,3 +54,34 @@ def test_tiled_tracking_beats_resizing_and_hands_a_crossing_cell_over():
         session.close()
     tiled, resized = scores["tiled"].mean(), scores["resized"].mean()
     assert tiled > resized + 0.15, (tiled, resized)
+
+
+def test_find_every_cell_tile_by_tile_finds_each_cell_once():
+    """Cells inside one tile, in the overlap of two or four tiles, and cut by a tile's border: each found once."""
+    from napari_sam2.engine import FindSettings
+    from tests.engine.cell_scenes import _disc, render
+
+    side = 400  # tiles of 256 px at 0 and 144 on each axis: they overlap on 144 … 256
+    centres = [(60, 60), (200, 200), (250, 60), (60, 250), (340, 330), (330, 150), (150, 340)]
+    truth = np.zeros((1, side, side), np.int32)
+    for k, centre in enumerate(centres, 1):
+        truth[0][_disc(side, centre, 18)] = k
+    model = build_sam2(STARTER_NAME, packaged_checkpoint(STARTER_NAME), image_size=256, device="cpu")
+    session = TiledSession(model, render(truth), device="cpu")
+    assert len(session.layout) == 4
+    settings = FindSettings(object_diameter=36, points_per_side=8, pred_iou_threshold=0.6, stability_threshold=0.75)
+    ids = session.find_objects(0, settings)
+    result = session.result(0)
+    assert result.obj_ids == tuple(ids)
+    matches = []
+    for k in range(len(ids)):
+        mask = result.mask(k)
+        scores = {c: iou(mask, truth[0] == c) for c in range(1, len(centres) + 1)}
+        best = max(scores, key=scores.get)
+        matches.append((best, scores[best]))
+    assert sorted(c for c, _ in matches) == list(range(1, len(centres) + 1)), matches  # each cell once
+    assert min(s for _, s in matches) > 0.6, matches
+    assert not (result.masks.sum(0) > 1).any()  # disjoint
+    again = session.find_objects(0, settings)  # what is tracked is skipped
+    assert again == []
+    session.close()
