@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--drift", type=float, default=4.0, help="px per frame along x (and a quarter of it along y)")
     p.add_argument("--overlap", type=int, default=None, help="tile overlap (default a quarter of the tile)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--step-graphs", choices=("auto", "on", "off"), default="auto",
+                   help="the sessions' static-buffer tracking step (CUDA graphs on CUDA; default: on CUDA only)")
     p.add_argument("--mode", choices=("both", "tiled", "resized"), default="both")
     p.add_argument("--out", default="bench_tiles.json")
     return p.parse_args(argv)
@@ -108,10 +110,11 @@ def run_one(args: argparse.Namespace) -> dict:
     model = build(args)
     cells = stack(args)
     ids = picks(cells, args.objects, args.seed)
+    options = {"device": args.device, "step_graphs": {"auto": None, "on": True, "off": False}[args.step_graphs]}
     if args.mode == "tiled":
-        session = TiledSession(model, cells, device=args.device, overlap=args.overlap)
+        session = TiledSession(model, cells, overlap=args.overlap, **options)
     else:
-        session = Session(model, cells, device=args.device)
+        session = Session(model, cells, **options)
     for cell in ids:
         (y, x), r = cells.centres[0, cell - 1], cells.radii[cell - 1]
         session.add_box(0, cell, [y - r - 2, x - r - 2, y + r + 2, x + r + 2])

@@ -152,10 +152,11 @@ def add_segment_options(
     added.append(auto.add_argument("--min-stability", type=_fraction, metavar="X",
                  help="keep masks whose stability score is at least X (default 0.75, and 0.6 with the starter)"))
     tiles = p.add_argument_group("large frames (native resolution in overlapping tiles)")
-    added.append(tiles.add_argument("--tiles", default="auto", choices=("auto", "on", "off"),
+    added.append(tiles.add_argument("--tiles", default=None, choices=("auto", "on", "off"),
                  help="track in overlapping tiles at the model's input size instead of resizing each frame to it; "
                       "auto (default): when the frame is larger than the model's input and the objects (the size of "
-                      "the box and mask prompts, or --object-diameter) would be under 16 px resized"))
+                      "the box and mask prompts) would be under 16 px resized, or, with clicks only, when the "
+                      "frame is at least 4 × the input"))
     added.append(tiles.add_argument("--tile-overlap", type=_positive_int, metavar="N",
                  help="pixels neighbouring tiles share (default a quarter of the tile); more than twice the "
                       "largest object's diameter lets an object crossing a tile border be handed over whole"))

@@ -177,7 +177,7 @@ def _tile_plan(args: Namespace, data: StackAndPrompts, image_size: int, auto: di
     """``{"tile", "overlap"}`` when this run tracks in tiles (``--tiles``), else None; bad values in one line."""
     from napari_sam2.engine.tiles import TileLayout, choose_tiling
 
-    mode = getattr(args, "tiles", "off")
+    mode = getattr(args, "tiles", None) or "auto"
     tile = image_size
     height, width = data.source.shape2d
     diameter = auto["object_diameter"] if auto is not None else _prompt_diameter(data)
