@@ -88,6 +88,27 @@ class TileFrames:
         return self.shared.frame(int(index))[y0:y1, x0:x1]
 
 
+class _Sampled:
+    """Frames as ``estimate_intensity_range`` reads them, every s-th pixel along y and x so a sampled frame has at
+    most ``SAMPLE_PIXELS`` (percentiles of 16 full 4,096² frames would take 2 GB); a source's own
+    ``intensity_range`` is kept."""
+
+    SAMPLE_PIXELS = 1 << 20
+
+    def __init__(self, frames: Any, height: int, width: int) -> None:
+        self.frames = frames
+        self.step = max(1, math.ceil(math.sqrt(height * width / self.SAMPLE_PIXELS)))
+        own = getattr(frames, "intensity_range", None)
+        if callable(own):
+            self.intensity_range = own
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return np.asarray(self.frames[index])[:: self.step, :: self.step]
+
+
 @dataclass
 class Span:
     """Frames ``first`` … ``last`` of an object, tracked in tile ``tile`` as that tile's object ``local``."""
@@ -132,7 +153,7 @@ class TiledSession:
         if intensity_range is None and normalization in ("auto", "percentile"):
             first = self._shared.frame(0)
             if not (first.dtype == np.uint8 and normalization == "auto"):
-                found = estimate_intensity_range(frames)
+                found = estimate_intensity_range(_Sampled(frames, self.height, self.width))
                 intensity_range = (found.low, found.high)
         share = len(self.layout)
         self._options = dict(session_options, normalization=normalization, intensity_range=intensity_range,
