@@ -47,7 +47,7 @@ def test_auto_tiles_only_large_frames_with_small_objects():
     assert should_tile(4096, 4096, 1024, 20)  # 20 px → 5 px after resizing
     assert not should_tile(4096, 4096, 1024, 80)  # 80 px → 20 px: fine resized
     assert not should_tile(1000, 1000, 1024, 5)  # the frame fits the model
-    assert not should_tile(4096, 4096, 1024, None)
+    assert should_tile(4096, 4096, 1024, None) and not should_tile(2048, 2048, 1024, None)  # no size: 4 × input
     assert choose_tiling("on", 100, 100, 1024, None) and not choose_tiling("off", 8000, 8000, 1024, 2)
     with pytest.raises(ValueError, match="'auto', 'on' or 'off'"):
         choose_tiling("yes", 100, 100, 1024, None)

@@ -28,8 +28,6 @@ Rules:
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,73 +38,17 @@ import torch
 
 from . import persistence
 from .device import pick_device
-from .find_objects import Candidate, FindSettings, find_candidates, mask_nms
+from .find_objects import FindSettings
 from .frames import describe_frames, estimate_intensity_range
 from .prompts import PromptError, check_mask, check_obj_id
 from .session import DIRECTIONS, Session
+from .tile_frames import SampledFrames, SharedFrames, TileFrames
+from .tiled_find import find_in_tiles
 from .tiled_result import NO_OBJECT_LOGIT, TiledFrameResult, crop_positive
 from .tiles import Box, TileLayout, choose_tiling, mask_box
 
 FORMAT = "napari-sam2 tiled session state 1"
 DEFAULT_OVERLAP_FRACTION = 4  # default overlap: a quarter of the tile
-
-
-class SharedFrames:
-    """The last few full frames read from a stack, shared by the tiles' crops (one read per frame, not per tile)."""
-
-    def __init__(self, frames: Any, keep: int = 4) -> None:
-        self.frames = frames
-        self.keep = keep
-        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def frame(self, index: int) -> np.ndarray:
-        with self._lock:
-            if index in self._cache:
-                self._cache.move_to_end(index)
-                return self._cache[index]
-            frame = np.asarray(self.frames[index])
-            self._cache[index] = frame
-            while len(self._cache) > self.keep:
-                self._cache.popitem(last=False)
-            return frame
-
-
-class TileFrames:
-    """A lazy (N, h, w[, C]) view of one tile of a stack: frame i is read (shared) and cropped when asked for."""
-
-    def __init__(self, shared: SharedFrames, num_frames: int, box: Box, rgb: bool) -> None:
-        self.shared, self.box, self.is_rgb = shared, box, rgb
-        self.num_frames = num_frames
-        self.shape2d = (box[2] - box[0], box[3] - box[1])
-
-    def __len__(self) -> int:
-        return self.num_frames
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        y0, x0, y1, x1 = self.box
-        return self.shared.frame(int(index))[y0:y1, x0:x1]
-
-
-class _Sampled:
-    """Frames as ``estimate_intensity_range`` reads them, every s-th pixel along y and x so a sampled frame has at
-    most ``SAMPLE_PIXELS`` (percentiles of 16 full 4,096² frames would take 2 GB); a source's own
-    ``intensity_range`` is kept."""
-
-    SAMPLE_PIXELS = 1 << 20
-
-    def __init__(self, frames: Any, height: int, width: int) -> None:
-        self.frames = frames
-        self.step = max(1, math.ceil(math.sqrt(height * width / self.SAMPLE_PIXELS)))
-        own = getattr(frames, "intensity_range", None)
-        if callable(own):
-            self.intensity_range = own
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        return np.asarray(self.frames[index])[:: self.step, :: self.step]
 
 
 @dataclass
@@ -153,7 +95,7 @@ class TiledSession:
         if intensity_range is None and normalization in ("auto", "percentile"):
             first = self._shared.frame(0)
             if not (first.dtype == np.uint8 and normalization == "auto"):
-                found = estimate_intensity_range(_Sampled(frames, self.height, self.width))
+                found = estimate_intensity_range(SampledFrames(frames, self.height, self.width))
                 intensity_range = (found.low, found.high)
         share = len(self.layout)
         self._options = dict(session_options, normalization=normalization, intensity_range=intensity_range,
@@ -288,18 +230,7 @@ class TiledSession:
             current = self.result(frame)
             for k, (y0, x0, y1, x1) in enumerate(current.boxes):
                 covered[y0:y1, x0:x1] |= current.crops[k] > 0
-        candidates: list[Candidate] = []
-        for index, (ty0, tx0, ty1, tx1) in enumerate(self.layout.boxes):
-            session = self._session(index)
-            region = None if covered is None else covered[ty0:ty1, tx0:tx1]
-            for cand in session.compute.run(find_candidates, session, frame, settings, region):
-                if self._touches_inner_border(index, cand.box):
-                    continue
-                y0, x0, y1, x1 = cand.box
-                candidates.append(Candidate((y0 + ty0, x0 + tx0, y1 + ty0, x1 + tx0), cand.mask, cand.score))
-        kept = mask_nms(candidates, settings.nms_iou)
-        min_area = settings.area_range(*self._tile_shape(0))[0]
-        found = self._disjoint(kept, min_area, settings.covered_fraction)
+        found = find_in_tiles(self.layout, self._session, frame, settings, covered)
         next_id = first_id if first_id is not None else max(self._spans, default=0) + 1
         check_obj_id(next_id)
         ids = []
@@ -570,31 +501,6 @@ class TiledSession:
         if session is not None and not session.obj_ids:
             session.close()
             del self._tiles[tile]
-
-    def _tile_shape(self, tile: int) -> tuple[int, int]:
-        y0, x0, y1, x1 = self.layout.boxes[tile]
-        return y1 - y0, x1 - x0
-
-    def _touches_inner_border(self, tile: int, box: Box) -> bool:
-        """Whether a box in tile ``tile``'s pixels touches one of its inner borders."""
-        ty0, tx0, ty1, tx1 = self.layout.boxes[tile]
-        y0, x0, y1, x1 = box
-        return bool((ty0 > 0 and y0 == 0) or (tx0 > 0 and x0 == 0) or (ty1 < self.height and y1 == ty1 - ty0)
-                    or (tx1 < self.width and x1 == tx1 - tx0))
-
-    def _disjoint(self, candidates: list[Candidate], min_area: int, max_taken: float
-                  ) -> list[tuple[Box, np.ndarray]]:
-        """``find_objects.make_disjoint`` in frame pixels without full-frame masks: (box, mask inside it)."""
-        taken = np.zeros((self.height, self.width), bool)
-        out = []
-        for cand in sorted(candidates, key=lambda c: -c.score):
-            y0, x0, y1, x1 = cand.box
-            mask = cand.mask & ~taken[y0:y1, x0:x1]
-            kept = int(mask.sum())
-            if kept >= min_area and kept >= (1 - max_taken) * cand.area:
-                taken[y0:y1, x0:x1] |= mask
-                out.append((cand.box, mask))
-        return out
 
     def _stitch(self, frame: int, results: dict[int, Any]) -> TiledFrameResult:
         boxes, crops, scores = [], [], []
