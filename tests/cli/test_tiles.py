@@ -11,7 +11,7 @@ from tests.cli.helpers import disk, labels_of, model_args, one_error_line, run_c
 from tests.cli.test_faults import killed_at, killed_run
 
 SIDE = 200  # tiles of the 128-px test model: 2 × 2, overlapping by 32 px
-FRAMES = 4
+FRAMES = 3
 
 
 def _stack() -> np.ndarray:

@@ -63,3 +63,58 @@ def test_a_click_on_a_large_frame_is_tracked_in_its_tile(make_napari_viewer, qtb
         assert (c.layers.labels.data[1] == 1).any()  # and on screen
     finally:
         widget.stop()
+
+
+def test_find_all_in_tiles_finds_each_cell_once(make_napari_viewer, qtbot, tmp_path):
+    """Shift-F on a tiled session: cells inside a tile, in the overlaps and cut by tile borders are each found once
+    and written to the label store (the shipped starter model at 256 px: real masks)."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    from napari_sam2._qt.widget import SAM2Widget
+    from napari_sam2.model import STARTER_NAME, build_sam2
+    from napari_sam2.model.hub import packaged_checkpoint
+    from tests.engine.cell_scenes import _disc, render
+
+    side = 400
+    centres = [(60, 60), (200, 200), (250, 60), (60, 250), (340, 330), (330, 150), (150, 340)]
+    truth = np.zeros((2, side, side), np.int32)
+    for k, centre in enumerate(centres, 1):
+        truth[:, _disc(side, centre, 18)] = k
+
+    def starter():
+        return build_sam2(STARTER_NAME, packaged_checkpoint(STARTER_NAME), image_size=256)
+
+    viewer = make_napari_viewer()
+    widget = SAM2Widget(viewer, model_factories={"starter 256": starter})
+    viewer.window.add_dock_widget(widget, name="SAM 2")
+    viewer.add_image(render(truth), name="cells", axis_labels=("t", "y", "x"))
+    s = widget.settings
+    s.image_combo.setCurrentText("cells")
+    s.model_combo.setCurrentText("starter 256")
+    s.device_combo.setCurrentText("cpu")
+    s.tiling_combo.setCurrentText("on")
+    s.store_edit.setText(str(tmp_path / "cells.sam2.zarr"))
+    c = widget.start()
+    assert c is not None, widget.status_label.text()
+    try:
+        qtbot.waitUntil(lambda: c.session is not None and not c.busy, timeout=WAIT)
+        assert len(c.session.layout) == 4
+        viewer.dims.set_current_step(0, 0)
+        hand = Hand(viewer, find_canvas(widget))
+        box = widget.find_box
+        box.diameter_spin.setValue(36)
+        box.min_area_spin.setValue(150)
+        QTest.keyClick(hand.canvas, Qt.Key.Key_F, Qt.KeyboardModifier.ShiftModifier)  # Find all
+        qtbot.waitUntil(lambda: not c.busy and "Find all" in widget.status_label.text(), timeout=WAIT)
+        labels = c.store.read_frame(0)
+        found = sorted(set(np.unique(labels)) - {0})
+        best = {}
+        for obj_id in found:
+            mask = labels == obj_id
+            scores = {k: (mask & (truth[0] == k)).sum() / (mask | (truth[0] == k)).sum() for k in range(1, 8)}
+            best[obj_id] = max(scores, key=scores.get)
+            assert scores[best[obj_id]] > 0.6, (obj_id, scores)
+        assert sorted(best.values()) == list(range(1, 8)), best  # each cell once
+    finally:
+        widget.stop()
