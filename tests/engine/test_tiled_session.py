@@ -155,3 +155,24 @@ def test_make_session_tiles_by_the_rule(model, big_frames):
     assert isinstance(make_session(model, big_frames, tiling="auto", object_diameter=8, device="cpu"), TiledSession)
     assert isinstance(make_session(model, big_frames, tiling="auto", object_diameter=60, device="cpu"), Session)
     assert isinstance(make_session(model, big_frames, tiling="off", device="cpu"), Session)
+
+
+def test_a_pass_against_the_direction_of_a_hand_over_seeds_the_span_it_enters(model, big_frames):
+    """An object moved to another tile on frame 3 (its span there made forward, prompted on frame 3); a backward
+    pass from frame 4 leaves that span at frame 3 and enters the first one at frame 2, whose only prompt is on frame 0:
+    the mask of frame 3 becomes its prompt on frame 2, so it is tracked on from where the object was."""
+    session = TiledSession(model, big_frames, device="cpu")
+    session.add_mask(0, 7, disc((400, 400), (100, 100), 9))
+    session.add_mask(3, 7, disc((400, 400), (248, 248), 9))  # across the first tile's border: moved
+    first, second = session.spans(7)
+    assert first.tile != second.tile
+    assert session._tiles[first.tile].prompted_frames(first.local) == [0]
+    results = {r.frame: r for r in session.propagate(start=4, direction="backward")}
+    assert sorted(results) == [0, 1, 2, 3, 4]
+    assert [(s.tile, s.first, s.last) for s in session.spans(7)] == [(first.tile, 0, 2), (second.tile, 3, 4)]
+    assert session.prompted_frames(7) == [0, 2, 3]  # seeded on frame 2
+    y0, x0, y1, x1 = session.layout.boxes[first.tile]
+    seeded = results[2].mask(0)
+    assert iou(seeded, results[3].mask(0)) > 0.5  # the object where it was on frame 3, clipped to its first tile
+    assert not seeded[y1:].any() and not seeded[:, x1:].any()
+    session.close()

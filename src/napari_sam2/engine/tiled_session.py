@@ -14,14 +14,19 @@ Rules:
   from the one frame of features a session always keeps).
 - *Hand-over.* After each propagated frame, an object whose mask comes within ``handover_margin`` pixels (default
   half the overlap) of an inner border of its tile is handed over to the tile that holds its mask most centrally,
-  when that tile holds it more centrally: the mask (its part inside the new tile) becomes a mask prompt there on that
-  frame, and the old tile ends the object's track before that frame (after it, in a backward pass). The object keeps
-  its id; its labels continue across the border. A frame where the object has a prompt in its tile is never
-  handed over (the prompt stays where it was given). Each stretch of frames an object spends in a tile is a
-  *span*; inside a tile each span is its own object (a tile-local id), so an object may come back to a tile.
+  when that tile holds it more centrally (by a margin, below): the mask (its part inside the new tile) becomes a
+  mask prompt there on that frame, and the old tile ends the object's track before that frame (after it, in a
+  backward pass). The object keeps its id; its labels continue across the border. A frame where the object has a
+  prompt in its tile is never handed over (the prompt stays where it was given). Each stretch of frames an object
+  spends in a tile is a *span*; inside a tile each span is its own object (a tile-local id), so an object may come
+  back to a tile. The tile must hold the mask more centrally by at least half the hand-over margin (hysteresis: an
+  object sitting on the overlap's midline does not go back and forth). A pass that crosses from one span into the
+  next against the direction the hand-over was made in (forward over a boundary a backward pass made, or the other
+  way) seeds the next span: the mask on the last frame of the span it leaves becomes a mask prompt of the next span
+  on its first frame, so the object there is tracked from where it was, not from the far end of that span.
 - *Results* are stitched in frame coordinates: each object's logits on a frame come from the tile whose span
   holds that frame, cropped to their positive pixels (``TiledFrameResult``: sparse, never (K, H, W)).
-- *Normalisation* is the whole stack's: the intensity range is estimated once over full frames (unless given) and
+- *Normalisation* is the whole stack's: the intensity range is estimated once over the frames (unless given) and
   used by every tile; ``normalization="minmax"`` or a callable is applied per tile crop.
 """
 
@@ -378,9 +383,6 @@ class TiledSession:
             span = self._span_at(obj_id, frame)
             if span is None or span.tile not in results:
                 continue
-            session = self._tiles[span.tile]
-            if frame in session.prompted_frames(span.local):
-                continue
             result = results[span.tile]
             k = result.obj_ids.index(span.local)
             if result.object_scores[k] <= 0:
@@ -390,19 +392,41 @@ class TiledSession:
             if box is None:
                 continue
             ty0, tx0, ty1, tx1 = self.layout.boxes[span.tile]
+            entered = self._unseeded_next_span(obj_id, span, frame, reverse)
+            if entered is not None:  # the pass leaves this span for one made in the other direction: seed it
+                ny0, nx0, ny1, nx1 = self.layout.boxes[entered.tile]
+                full = np.zeros((self.height, self.width), bool)
+                full[ty0:ty1, tx0:tx1] = mask
+                self._tiles[entered.tile].add_mask(frame + (-1 if reverse else 1), entered.local,
+                                                   full[ny0:ny1, nx0:nx1])
+                moved.add(entered.tile)
+                continue
+            if frame in self._tiles[span.tile].prompted_frames(span.local):
+                continue
             frame_box = (box[0] + ty0, box[1] + tx0, box[2] + ty0, box[3] + tx0)
             here = self.layout.margin(span.tile, frame_box)
             if here >= self.handover_margin:
                 continue
             best = self.layout.best_tile(frame_box)
-            if best == span.tile or self.layout.margin(best, frame_box) <= here:
-                continue
+            if best == span.tile or self.layout.margin(best, frame_box) < here + self.handover_margin / 2:
+                continue  # hysteresis: an object on the overlap's midline does not go back and forth
             by0, bx0, by1, bx1 = self.layout.boxes[best]
             full = np.zeros((self.height, self.width), bool)
             full[ty0:ty1, tx0:tx1] = mask
             self._move(obj_id, span, frame, best, full[by0:by1, bx0:bx1], reverse)
             moved |= {span.tile, best}
         return moved
+
+    def _unseeded_next_span(self, obj_id: int, span: Span, frame: int, reverse: bool) -> Span | None:
+        """The object's span on the pass's next frame when it is another span without a prompt there (a span made
+        by a hand-over in the other direction: its prompt is at its far end), else None."""
+        following = frame + (-1 if reverse else 1)
+        if not 0 <= following < self.num_frames:
+            return None
+        nxt = self._span_at(obj_id, following)
+        if nxt is None or nxt is span or following in self._tiles[nxt.tile].prompted_frames(nxt.local):
+            return None
+        return nxt
 
     def _move(self, obj_id: int, span: Span, frame: int, tile: int, mask: np.ndarray, reverse: bool) -> None:
         """Hand object ``obj_id`` over from ``span``'s tile to ``tile`` on ``frame``: ``mask`` (tile pixels)
