@@ -90,13 +90,19 @@ def record_new_objects(view: Any, result: Any, obj_ids: Sequence[int]) -> dict[i
     if not ids:
         return {}
     rows = [list(result.obj_ids).index(o) for o in ids]
-    logits = np.asarray(result.logits)[rows]
-    view.write_result(result.frame, ids, logits, source="prompt")
+    if hasattr(result, "crops"):  # a tiled session's result: crops in boxes, never (K, H, W)
+        view.write_sparse_result(result.frame, ids, result.boxes[rows], [result.crops[k] for k in rows],
+                                 source="prompt")
+        planes = [result.mask(k) for k in rows]
+    else:
+        logits = np.asarray(result.logits)[rows]
+        view.write_result(result.frame, ids, logits, source="prompt")
+        planes = [plane > 0 for plane in logits]
     masks = {}
-    for obj_id, plane in zip(ids, logits, strict=True):
+    for obj_id, plane in zip(ids, planes, strict=True):
         view.store.add_object(obj_id)
         view.store.set_object_status(obj_id, AUTOMATIC)
-        masks[obj_id] = plane > 0
+        masks[obj_id] = plane
         if masks[obj_id].any():
             record_prompt(view, FramePrompt(mask=masks[obj_id]), obj_id, result.frame)
     return masks
@@ -111,7 +117,8 @@ def covered_in_store(result: Any, obj_ids: Sequence[int], labels: np.ndarray) ->
     for obj_id in obj_ids:
         if obj_id not in result.obj_ids:
             continue
-        mask = np.asarray(result.logits[list(result.obj_ids).index(obj_id)]) > 0
+        k = list(result.obj_ids).index(obj_id)
+        mask = result.mask(k) if hasattr(result, "crops") else np.asarray(result.logits[k]) > 0
         area = int(mask.sum())
         if area and (mask & taken).sum() > COVERED_FRACTION * area:
             covered.append(int(obj_id))
@@ -218,6 +225,10 @@ class AutoDriver(QObject):
         if not self._can_start("Track all"):
             return False
         c = self.controller
+        if getattr(c.session, "layout", None) is not None:  # a tiled session
+            c.error.emit("Track all does not work in tiles yet: start the session with Tiles off (Find all and "
+                         "propagation do)")
+            return False
         self._run = TrackRun(start, options, itertools.count(self._first_free_id()))
         self._running, self._cancelling, self._pausing = TRACK_KEY, False, False
         self._done, self._total = 0, c.num_frames - start

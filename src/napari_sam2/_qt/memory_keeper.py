@@ -112,8 +112,9 @@ class MemoryKeeper:
         replacing a snapshot still waiting. ``about``: JSON values saying what the state belongs to."""
         from napari_sam2.engine.persistence import capture_state
 
-        snapshot = (capture_state(session), {"model": session.model.config.name,
-                                             "image_size": int(session.model.image_size), **about})
+        own = getattr(session, "capture_state", None)  # a tiled session captures its tiles' states itself
+        state = own() if own is not None else capture_state(session)
+        snapshot = (state, {"model": session.model.config.name, "image_size": int(session.model.image_size), **about})
         with self._cond:
             start = self._pending is None and not self._writing
             self._pending = snapshot

@@ -82,12 +82,15 @@ def auto_image_size(device_type: str, frame_shape: tuple[int, int], native: int 
 class ModelChoice:
     """A model to load: a published or shipped ``name``; or ``checkpoint``, a local file (its model is recognised
     from its keys); or ``factory``, a callable that returns a ``SAM2Model`` (named ``name`` in the widget).
-    ``image_size``: the input size (256, 512, 1024); None: :func:`auto_image_size`."""
+    ``image_size``: the input size (256, 512, 1024); None: :func:`auto_image_size`. ``tiling``: "auto", "on" or
+    "off" — track at native resolution in tiles of the input size (``engine.tiles.choose_tiling``; "auto" knows no
+    object size when the session starts, so it tiles frames at least 4 × the input)."""
 
     name: str
     checkpoint: Path | None = None
     factory: ModelFactory | None = None
     image_size: int | None = None
+    tiling: str = "off"
 
     def describe(self) -> str:
         if self.checkpoint is not None:
@@ -214,10 +217,13 @@ def session_steps(choice: ModelChoice, frames: Any, device: str = "auto") -> Ite
             yield step
         else:
             model = step
-    yield LoadProgress(f"starting the session on {target}")
-    from napari_sam2.engine import Session
+    from napari_sam2.engine.tiled_session import make_session
 
-    return Session(model, frames, device=target)
+    session = make_session(model, frames, tiling=choice.tiling, device=target)
+    tiles = getattr(session, "layout", None)
+    where = f" in {len(tiles)} tiles at native resolution" if tiles is not None else ""
+    yield LoadProgress(f"starting the session on {target}{where}")
+    return session
 
 
 def random_weights_factory(name: str = "sam2.1_hiera_tiny", seed: int = 0) -> ModelFactory:

@@ -84,7 +84,10 @@ def segment_prompt(session: Any, view: Any, prompt: FramePrompt | None, obj_id: 
             result = session.result(frame)
     else:
         result = session.result(frame)
-    if obj_id in result.obj_ids:
+    if obj_id in result.obj_ids and hasattr(result, "crops"):  # a tiled session's result: crops, not (K, H, W)
+        k = result.obj_ids.index(obj_id)
+        view.write_sparse_result(frame, [obj_id], result.boxes[k : k + 1], result.crops[k : k + 1], source="prompt")
+    elif obj_id in result.obj_ids:
         k = result.obj_ids.index(obj_id)
         view.write_result(frame, [obj_id], result.logits[k : k + 1], source="prompt")
     elif obj_id in view.store.objects:

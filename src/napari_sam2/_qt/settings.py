@@ -30,6 +30,8 @@ from napari_sam2._qt.model_loading import (
 )
 from napari_sam2._qt.path_note import NoteWithPath
 
+TILING_MODES = ("auto", "on", "off")  # engine.tiles.choose_tiling's modes (not imported: it would import torch)
+
 
 def _with_browse(edit: QLineEdit, browse: Callable[[], None]) -> QHBoxLayout:
     row = QHBoxLayout()
@@ -71,6 +73,13 @@ class SessionSettings(QGroupBox):
             "several times longer per frame at 1024), never more than the smallest size that holds the frame's "
             "larger side, nor than the model's own size. Smaller is faster; larger finds smaller objects."
         )
+        self.tiling_combo = QComboBox()
+        self.tiling_combo.addItems(TILING_MODES)
+        self.tiling_combo.setToolTip(
+            "Frames larger than the image size: on tracks every object at native resolution in overlapping tiles "
+            "of the image size (small cells stay visible to SAM 2); off resizes each frame; auto: tiles when the "
+            "frame is at least 4 × the image size"
+        )
         self.store_edit = QLineEdit()
         self.store_edit.setToolTip("A zarr label store: labels, objects and prompts; reopened when it exists")
         self.store_note = NoteWithPath()
@@ -83,6 +92,7 @@ class SessionSettings(QGroupBox):
         form.addRow("Checkpoint", _with_browse(self.checkpoint_edit, self._browse_checkpoint))
         form.addRow("Device", self.device_combo)
         form.addRow("Image size", self.size_combo)
+        form.addRow("Tiles", self.tiling_combo)
         form.addRow("Labels saved to", _with_browse(self.store_edit, self._browse_store))
         form.addRow(self.store_note)
         form.addRow(self.start_button)
@@ -98,7 +108,7 @@ class SessionSettings(QGroupBox):
     def set_running(self, running: bool) -> None:
         """Settings are fixed while a session runs."""
         for w in (self.image_combo, self.axis_combo, self.model_combo, self.device_combo, self.size_combo,
-                  self.store_edit):
+                  self.tiling_combo, self.store_edit):
             w.setEnabled(not running)
         self.channel_combo.setEnabled(not running and self.channel_combo.count() > 0)
         self.checkpoint_edit.setEnabled(not running and self.model_combo.currentText() == LOCAL_FILE)
@@ -168,14 +178,15 @@ class SessionSettings(QGroupBox):
     def model_choice(self) -> ModelChoice:
         text = self.model_combo.currentText()
         size = self.size_combo.currentData()
+        tiling = self.tiling_combo.currentText()
         if text in self.factories:
-            return ModelChoice(text, factory=self.factories[text], image_size=size)
+            return ModelChoice(text, factory=self.factories[text], image_size=size, tiling=tiling)
         if text == LOCAL_FILE:
             path = self.checkpoint_edit.text().strip()
             if not path:
                 raise ValueError("choose a checkpoint file, or one of the published models")
-            return ModelChoice(Path(path).stem, checkpoint=Path(path).expanduser(), image_size=size)
-        return ModelChoice(text, image_size=size)
+            return ModelChoice(Path(path).stem, checkpoint=Path(path).expanduser(), image_size=size, tiling=tiling)
+        return ModelChoice(text, image_size=size, tiling=tiling)
 
     def stack_choice(self, layer: Image) -> StackChoice:
         """The stack of ``layer`` as chosen, at the viewer's current position on the other axes."""

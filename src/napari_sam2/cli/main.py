@@ -151,6 +151,15 @@ def add_segment_options(
                       "starter model, whose IoU head predicts low values)"))
     added.append(auto.add_argument("--min-stability", type=_fraction, metavar="X",
                  help="keep masks whose stability score is at least X (default 0.75, and 0.6 with the starter)"))
+    tiles = p.add_argument_group("large frames (native resolution in overlapping tiles)")
+    added.append(tiles.add_argument("--tiles", default=None, choices=("auto", "on", "off"),
+                 help="track in overlapping tiles at the model's input size instead of resizing each frame to it; "
+                      "auto (default): when the frame is larger than the model's input and the objects (the size of "
+                      "the box and mask prompts) would be under 16 px resized, or, with clicks only, when the "
+                      "frame is at least 4 × the input"))
+    added.append(tiles.add_argument("--tile-overlap", type=_positive_int, metavar="N",
+                 help="pixels neighbouring tiles share (default a quarter of the tile); more than twice the "
+                      "largest object's diameter lets an object crossing a tile border be handed over whole"))
     run = p.add_argument_group("run")
     added.append(run.add_argument("--direction", default=None, choices=("both", "forward", "backward"),
                  help="both (default): forward from the first prompted frame, then backward from it; "

@@ -74,7 +74,8 @@ class BackgroundWriter:
                 if item is None:
                     return
                 if self._error is None:
-                    self.view.write_result(*item)
+                    write = self.view.write_sparse_result if len(item) == 4 else self.view.write_result
+                    write(*item)
             except BaseException as exc:  # handed to the main thread
                 self._error = exc
             finally:
@@ -86,7 +87,10 @@ class BackgroundWriter:
 
     def put(self, result: Any) -> None:
         self._raise()
-        self._queue.put((result.frame, result.obj_ids, result.logits))
+        if hasattr(result, "crops"):  # a tiled session's result: crops in boxes, never (K, H, W)
+            self._queue.put((result.frame, result.obj_ids, result.boxes, result.crops))
+        else:
+            self._queue.put((result.frame, result.obj_ids, result.logits))
 
     def flush(self) -> None:
         """Wait until every queued frame is written."""

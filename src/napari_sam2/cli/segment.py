@@ -64,6 +64,7 @@ class Plan:
     start: int
     passes: list[str]
     auto: dict[str, Any] | None = None  # --auto's settings (also part of the run's identity)
+    tiles: dict[str, int] | None = None  # {"tile", "overlap"} when the run tracks in tiles (part of the identity)
 
 
 def say(args: Namespace, text: str) -> None:
@@ -157,6 +158,48 @@ def _auto_options(args: Namespace) -> dict[str, Any] | None:
     return options
 
 
+def _prompt_diameter(data: StackAndPrompts) -> float | None:
+    """The median size of the box and mask prompts (a box's longer side, a mask's equivalent diameter), None
+    when there are only clicks."""
+    sizes = []
+    for obj in data.prompts.objects:
+        for p in obj.prompts:
+            if p.mask is not None:
+                sizes.append(2 * float(np.sqrt(np.count_nonzero(p.mask) / np.pi)))
+            elif p.box is not None:
+                y0, x0, y1, x1 = p.box
+                sizes.append(max(abs(y1 - y0), abs(x1 - x0)))
+    return float(np.median(sizes)) if sizes else None
+
+
+def _tile_plan(args: Namespace, data: StackAndPrompts, image_size: int, auto: dict | None
+               ) -> dict[str, int] | None:
+    """``{"tile", "overlap"}`` when this run tracks in tiles (``--tiles``), else None; bad values in one line."""
+    from napari_sam2.engine.tiles import TileLayout, choose_tiling
+
+    mode = getattr(args, "tiles", None) or "auto"
+    tile = image_size
+    height, width = data.source.shape2d
+    diameter = auto["object_diameter"] if auto is not None else _prompt_diameter(data)
+    if getattr(args, "tile_overlap", None) is not None and mode == "off":
+        raise UsageError("--tile-overlap needs --tiles on or auto")
+    if not choose_tiling(mode, height, width, tile, diameter):
+        return None
+    if auto is not None:
+        if mode == "on":
+            raise UsageError("--auto does not track in tiles yet: use --tiles off or auto")
+        say(args, f"note: objects of {diameter or 'unknown size'} px in frames of {height} × {width} px would be "
+                  "tracked better in tiles (--tiles), which --auto does not do yet; running on resized frames")
+        return None
+    overlap = args.tile_overlap if args.tile_overlap is not None else tile // 4
+    if overlap >= tile:
+        raise UsageError(f"--tile-overlap {overlap} must be less than the tile, the model's input of {tile} px")
+    layout = TileLayout(height, width, tile, overlap)
+    say(args, f"tracking in {len(layout)} tiles of {min(tile, height)} × {min(tile, width)} px at native resolution, "
+              f"overlapping by {overlap} px")
+    return {"tile": tile, "overlap": overlap}
+
+
 def plan_run(args: Namespace) -> Plan:
     auto = _auto_options(args)
     direction = "forward" if auto else args.direction or "both"
@@ -175,6 +218,9 @@ def plan_run(args: Namespace) -> Plan:
         identity["encoder_batch"] = args.encoder_batch
     if args.lost_patience is not None:
         identity["lost_patience"] = args.lost_patience
+    tiles = _tile_plan(args, data, model.image_size, auto)
+    if tiles is not None:
+        identity["tiles"] = tiles
     differences = record.differences(identity) if record is not None else []
     finished = record is not None and record.data.get("complete") and not differences and not args.restart
     if not finished:
@@ -188,7 +234,7 @@ def plan_run(args: Namespace) -> Plan:
                 "nothing was changed — add --restart to discard that run and segment again, or choose another --out"
             )
     start, passes = _pass_plan(direction, data, auto is not None)
-    return Plan(data, out, key, record, export, model, network, device, identity, start, passes, auto)
+    return Plan(data, out, key, record, export, model, network, device, identity, start, passes, auto, tiles)
 
 
 @contextlib.contextmanager
@@ -272,8 +318,14 @@ def _make_session(plan: Plan, model: Any, record: RunRecord, args: Namespace) ->
     from napari_sam2.engine.persistence import SessionStateError
 
     # Batched encoding uses fixed aligned blocks of frames, so a resumed run gives the same labels.
-    session = Session(model, plan.data.source, device=plan.device, precision=args.precision,
-                      encoder_batch_size=args.encoder_batch or "auto")
+    options = dict(device=plan.device, precision=args.precision, encoder_batch_size=args.encoder_batch or "auto")
+    if plan.tiles is not None:
+        from napari_sam2.engine.tiled_session import TiledSession
+
+        session = TiledSession(model, plan.data.source, tile=plan.tiles["tile"], overlap=plan.tiles["overlap"],
+                               **options)
+    else:
+        session = Session(model, plan.data.source, **options)
     if record.data["state"] is None:
         apply_prompts(session, plan)
         return session

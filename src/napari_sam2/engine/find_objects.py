@@ -262,6 +262,27 @@ def _touches_inner_border(mask: np.ndarray, box: tuple[int, int, int, int], heig
                 or (y1 < height and mask[-1].any()) or (x1 < width and mask[:, -1].any()))
 
 
+def find_candidates(
+    session: Session, frame: int, settings: FindSettings, covered: np.ndarray | None
+) -> list[Candidate]:
+    """The candidates of ``frame`` after duplicate removal (``mask_nms``), best first, before they are made
+    disjoint; the thresholds and the area range use ``area_range`` of the session's frame size. Runs on the calling
+    thread (``find_masks`` runs it on the session's compute thread)."""
+    height, width = session.height, session.width
+    area_range = settings.area_range(height, width)
+    spacing = settings.spacing(height, width)
+    overlap = settings.diameter(height, width)
+    candidates: list[Candidate] = []
+    for box in crop_boxes(height, width, settings.crop_layers, overlap):
+        points = grid_points(*box, spacing)
+        if covered is not None:
+            yx = np.clip(np.rint(points).astype(int), 0, [height - 1, width - 1])
+            points = points[~covered[yx[:, 0], yx[:, 1]]]
+        if len(points):
+            candidates += _decode_region(session, frame, box, points, settings, area_range, covered)
+    return mask_nms(candidates, settings.nms_iou)
+
+
 def find_masks(
     session: Session, frame: int, settings: FindSettings | None = None, *, covered: np.ndarray | None = None
 ) -> list[np.ndarray]:
@@ -275,20 +296,10 @@ def find_masks(
     height, width = session.height, session.width
     if covered is None and settings.skip_covered and session.obj_ids:
         covered = session.result(frame).masks.any(0)
-    area_range = settings.area_range(height, width)
-    spacing = settings.spacing(height, width)
-    overlap = settings.diameter(height, width)
+    min_area = settings.area_range(height, width)[0]
 
     def work() -> list[np.ndarray]:
-        candidates: list[Candidate] = []
-        for box in crop_boxes(height, width, settings.crop_layers, overlap):
-            points = grid_points(*box, spacing)
-            if covered is not None:
-                yx = np.clip(np.rint(points).astype(int), 0, [height - 1, width - 1])
-                points = points[~covered[yx[:, 0], yx[:, 1]]]
-            if len(points):
-                candidates += _decode_region(session, frame, box, points, settings, area_range, covered)
-        kept = mask_nms(candidates, settings.nms_iou)
-        return make_disjoint(kept, height, width, area_range[0], settings.covered_fraction)
+        kept = find_candidates(session, frame, settings, covered)
+        return make_disjoint(kept, height, width, min_area, settings.covered_fraction)
 
     return session.compute.run(work)

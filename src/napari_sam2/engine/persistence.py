@@ -79,6 +79,7 @@ def capture_state(session: Session, *, next_frame: int | None = None, reverse: b
         "memory_pos": tracker._memory_pos.cpu() if tracker._memory_pos is not None else None,
         "objects": objects,
         "track_ends": dict(session.track_ends),
+        "track_starts": dict(session.track_starts),
         # absence counts of lost_patience, only for continuing the pass under way (not, say, for a later pass)
         "absent": (
             {"frame": next_frame, "reverse": reverse, "counts": dict(session.absent_counts)}
@@ -115,6 +116,11 @@ def load_state(session: Session, path: str | Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise SessionStateError(f"{path} is not a readable napari-sam2 session state ({err})") from err
+    restore_state(session, state, path)
+
+
+def restore_state(session: Session, state: dict, path: object = "the state") -> None:
+    """Replace the session's objects by those of a state read by ``load_state`` (``path`` names it in errors)."""
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise SessionStateError(f"{path} is not a napari-sam2 session state file")
     expected = (session.model.config.name, session.model.image_size, (session.num_frames, session.height,
@@ -128,6 +134,7 @@ def load_state(session: Session, path: str | Path) -> None:
         )
     session.reset()
     session.track_ends = {int(o): int(f) for o, f in (state.get("track_ends") or {}).items()}
+    session.track_starts = {int(o): int(f) for o, f in (state.get("track_starts") or {}).items()}
     absent = state.get("absent")
     session.resume_absent_counts = (
         None if absent is None else (int(absent["frame"]), bool(absent["reverse"]),

@@ -121,6 +121,8 @@ class Session:
         self.pipeline = self.device.type == "cuda" if pipeline is None else bool(pipeline)
         self._ahead: _Ahead | None = None
         self._edits = 0
+        # tracks begun by start_object: obj_id → its first frame (no pass gives it anything before that)
+        self.track_starts: dict[int, int] = {}
 
     # -- objects -------------------------------------------------------------------------------------------
     @property
@@ -139,6 +141,7 @@ class Session:
             self.tracker.discard(output)
         del self._tracks[obj_id]
         self.track_ends.pop(obj_id, None)
+        self.track_starts.pop(obj_id, None)
 
     def end_object(self, obj_id: int, last_frame: int) -> None:
         """End object ``obj_id``'s track after ``last_frame`` (a cell that divided): its results on later frames are
@@ -150,6 +153,18 @@ class Session:
             for frame in [f for f in store if f > last_frame]:
                 self.tracker.discard(store.pop(frame))
         for frame in [f for f in track.tracked if f > last_frame and f not in track.cond]:
+            del track.tracked[frame]
+
+    def start_object(self, obj_id: int, first_frame: int) -> None:
+        """Begin object ``obj_id``'s track at ``first_frame`` (an object handed over from another tile of a tiled
+        session): its results on earlier frames are discarded and no pass computes it there. Its prompts stay."""
+        self._settle()
+        track = self._track(obj_id)
+        self.track_starts[obj_id] = int(first_frame)
+        for store in (track.non_cond, track.pending_non_cond):
+            for frame in [f for f in store if f < first_frame]:
+                self.tracker.discard(store.pop(frame))
+        for frame in [f for f in track.tracked if f < first_frame and f not in track.cond]:
             del track.tracked[frame]
 
     def find_objects(self, frame: int, settings: Any = None, *, first_id: int | None = None) -> list[int]:
@@ -317,10 +332,12 @@ class Session:
         order = list(order)
         absent_run = self._absent_counts_for(start, reverse)
         self.pass_direction_reverse = reverse
+
         def stopped_on(frame: int) -> set[int]:
             stopped = {o for o, n in absent_run.items() if lost_patience is not None and n >= lost_patience}
             if not reverse:
                 stopped |= {o for o, last in self.track_ends.items() if frame > last}
+            stopped |= {o for o, first in self.track_starts.items() if frame < first}
             return stopped
 
         try:

@@ -129,8 +129,19 @@ class FrameView:
         """
         return self.store.write_result_at(self._coords(frame), obj_ids, logits, source=source)
 
+    def write_sparse_result(
+        self, frame: int, obj_ids: Sequence[int], boxes: np.ndarray, crops: Sequence[np.ndarray], *,
+        source: str = "propagation",
+    ) -> np.ndarray:
+        """:meth:`write_result` for logits given as crops: object k's ``crops[k]`` inside ``boxes[k]`` (y0, x0, y1,
+        x1), nothing elsewhere (a tiled session's result of a large frame; rule in ``merge.merge_sparse_result``)."""
+        return self.store.write_sparse_result_at(self._coords(frame), obj_ids, boxes, crops, source=source)
+
     def write_frame_result(self, result: Any, *, source: str = "propagation") -> np.ndarray:
-        """:meth:`write_result` for an engine ``FrameResult`` (``.frame``, ``.obj_ids``, ``.logits``)."""
+        """:meth:`write_result` for an engine ``FrameResult`` (``.frame``, ``.obj_ids``, ``.logits``), or
+        :meth:`write_sparse_result` for a ``TiledFrameResult`` (``.boxes``, ``.crops``)."""
+        if hasattr(result, "crops"):
+            return self.write_sparse_result(result.frame, result.obj_ids, result.boxes, result.crops, source=source)
         return self.write_result(result.frame, result.obj_ids, result.logits, source=source)
 
     def write_manual(self, frame: int, labels2d: np.ndarray, *, obj_ids: Iterable[int] | None = None) -> np.ndarray:

@@ -38,7 +38,7 @@ from napari_sam2.io.atomic_store import (
 from napari_sam2.io.colours import default_colour, normalise_colour
 from napari_sam2.io.errors import LabelStoreError, UnfinishedStoreError, write_error
 from napari_sam2.io.frame_view import FrameView, resolve_view
-from napari_sam2.io.merge import check_obj_ids, merge_edit, merge_manual, merge_result
+from napari_sam2.io.merge import check_obj_ids, merge_edit, merge_manual, merge_result, merge_sparse_result
 from napari_sam2.io.session_records import (
     OBJECT_STATUSES,
     ObjectInfo,
@@ -417,6 +417,14 @@ class LabelStore:
     ) -> np.ndarray:
         """Merge a result into the frame at ``coords`` (rule in ``merge``); returns the new (H, W) frame."""
         return self._modify_plane(coords, lambda lab, prov: merge_result(lab, prov, obj_ids, logits, source))
+
+    def write_sparse_result_at(
+        self, coords: Sequence[int], obj_ids: Sequence[int], boxes: np.ndarray, crops: Sequence[np.ndarray], *,
+        source: str = "propagation",
+    ) -> np.ndarray:
+        """:meth:`write_result_at` for logits given as crops in boxes (``merge.merge_sparse_result``)."""
+        return self._modify_plane(
+            coords, lambda lab, prov: merge_sparse_result(lab, prov, obj_ids, boxes, crops, source))
 
     def write_manual_at(
         self, coords: Sequence[int], labels2d: np.ndarray, *, obj_ids: Iterable[int] | None = None

@@ -92,6 +92,59 @@ def merge_result(
     return out, new_provenance
 
 
+def merge_sparse_result(
+    current: np.ndarray,
+    provenance: Mapping[int, str],
+    obj_ids: Sequence[int],
+    boxes: np.ndarray,
+    crops: Sequence[np.ndarray],
+    source: str,
+) -> tuple[np.ndarray, Provenance]:
+    """:func:`merge_result` for a result given as crops: object k's logits are ``crops[k]`` inside ``boxes[k]``
+    (y0, x0, y1, x1; end exclusive; an empty box for no pixel) and −inf elsewhere — the same labels as the full
+    logits would give wherever they are ≤ 0 outside the boxes. Works on the boxes' union only (no (K, H, W)).
+    """
+    if source not in RESULT_SOURCES:
+        raise LabelStoreError(f"source must be one of {RESULT_SOURCES}, got {source!r}")
+    ids = check_obj_ids(obj_ids)
+    boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+    height, width = current.shape
+    if len(boxes) != len(ids) or len(crops) != len(ids):
+        raise LabelStoreError(f"{len(boxes)} boxes and {len(crops)} crops do not fit {len(ids)} objects")
+    for (y0, x0, y1, x1), crop in zip(boxes, crops, strict=True):
+        if not (0 <= y0 <= y1 <= height and 0 <= x0 <= x1 <= width) or np.shape(crop) != (y1 - y0, x1 - x0):
+            raise LabelStoreError(f"a crop of shape {np.shape(crop)} in box {(y0, x0, y1, x1)} does not fit a "
+                                  f"frame of shape {current.shape}")
+    keep = [k for k, o in enumerate(ids) if not (source == PROPAGATION and provenance.get(o) == MANUAL)]
+    carried = np.asarray([ids[k] for k in keep], dtype=np.uint32)
+    out = current.copy()
+    if carried.size:
+        out[np.isin(out, carried)] = 0
+        present = [k for k in keep if boxes[k, 2] > boxes[k, 0] and boxes[k, 3] > boxes[k, 1]]
+        if present:
+            ry0, rx0 = boxes[present, 0].min(), boxes[present, 1].min()
+            ry1, rx1 = boxes[present, 2].max(), boxes[present, 3].max()
+            top = np.full((ry1 - ry0, rx1 - rx0), -np.inf, np.float32)
+            best = np.zeros(top.shape, np.uint32)
+            for k in present:  # in order, strictly better only: ties go to the first, as in merge_result
+                y0, x0, y1, x1 = boxes[k] - [ry0, rx0, ry0, rx0]
+                plane = np.asarray(crops[k], dtype=np.float32)
+                plane = np.where(np.isnan(plane), -np.inf, plane)
+                better = plane > top[y0:y1, x0:x1]
+                best[y0:y1, x0:x1][better] = ids[k]
+                np.maximum(top[y0:y1, x0:x1], plane, out=top[y0:y1, x0:x1])
+            claimed = top > 0
+            region = out[ry0:ry1, rx0:rx1]
+            manual_others = [o for o, s in provenance.items() if s == MANUAL and o not in set(carried.tolist())]
+            if manual_others:
+                claimed &= ~np.isin(region, np.asarray(manual_others, dtype=np.uint32))
+            region[claimed] = best[claimed]
+    new_provenance = dict(provenance)
+    for o in carried.tolist():
+        new_provenance[int(o)] = source
+    return out, new_provenance
+
+
 def _argmax_planes(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(index, value)`` of the largest of K planes (K, H, W) per pixel; ties go to the first plane.
 
