@@ -103,6 +103,9 @@ class TiledSession:
                 found = estimate_intensity_range(SampledFrames(frames, self.height, self.width))
                 intensity_range = (found.low, found.high)
         share = len(self.layout)
+        # one frame per encoder call: a tile's share of the feature budget holds a few frames, not a block of 8
+        # (a block larger than the share would be encoded again for each of its frames)
+        session_options.setdefault("encoder_batch_size", 1)
         self._options = dict(session_options, normalization=normalization, intensity_range=intensity_range,
                              feature_cache_bytes=max(1, feature_cache_bytes // share),
                              host_budget_bytes=max(1, host_budget_bytes // share))
