@@ -366,19 +366,21 @@ class Session:
 
     def _take_ahead(self, frame: int, stopped: set[int]) -> dict[int, FrameOutput] | None:
         """The outputs computed ahead for ``frame`` if nothing changed the session since (else dropped): None
-        when there are none to use."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is None:
-            return None
-        new = ahead.future.result()
-        if ahead.frame == frame and ahead.stopped == stopped and ahead.edits == self._edits:
-            return new
-        self.compute.run(self._discard_outputs, new)
+        when there are none to use. An error of that computation is raised here, at its frame."""
+        ahead = self._ahead
+        if ahead is not None and (ahead.frame, ahead.stopped, ahead.edits) == (frame, stopped, self._edits):
+            self._ahead = None
+            return ahead.future.result()
+        self._drop_ahead()
         return None
 
     def _drop_ahead(self) -> None:
+        """Forget the frame computed ahead: cancelled if it has not started (also safe from the compute thread,
+        which never waits for a job queued behind itself), else its outputs discarded once done."""
         ahead, self._ahead = self._ahead, None
-        if ahead is not None:
+        if ahead is None or ahead.future.cancel():
+            return
+        if ahead.future.exception() is None:
             self.compute.run(self._discard_outputs, ahead.future.result())
 
     def _discard_outputs(self, new: dict[int, FrameOutput]) -> None:
@@ -386,10 +388,15 @@ class Session:
             self.tracker.discard(output)
 
     def _settle(self, edit: bool = True) -> None:
-        """Wait for the frame being computed ahead (if any), so that the caller may change the session; a change
-        counts as an edit, which makes the propagation recompute that frame instead of using it."""
-        if self._ahead is not None:
-            self._ahead.future.exception()
+        """Before the session is read or changed from outside: the frame being computed ahead (if any) is
+        cancelled if it has not started, else waited for; a change counts as an edit, which makes the propagation
+        recompute that frame instead of using it."""
+        ahead = self._ahead
+        if ahead is not None:
+            if ahead.future.cancel():
+                self._ahead = None
+            else:
+                ahead.future.exception()
         self._edits += edit
 
     def _absent_counts_for(self, start: int, reverse: bool) -> dict[int, int]:
