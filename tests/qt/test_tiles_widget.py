@@ -20,6 +20,17 @@ def large_stack() -> np.ndarray:
     return stack
 
 
+def start_tiled(widget, image: str, model: str, store):
+    """Choose the image, the model on the CPU, "Tiles: on" and the store in the settings, then Start."""
+    s = widget.settings
+    s.image_combo.setCurrentText(image)
+    s.model_combo.setCurrentText(model)
+    s.device_combo.setCurrentText("cpu")
+    s.tiling_combo.setCurrentText("on")
+    s.store_edit.setText(str(store))
+    return widget.start()
+
+
 def test_a_click_on_a_large_frame_is_tracked_in_its_tile(make_napari_viewer, qtbot, tmp_path):
     from napari_sam2._qt.widget import SAM2Widget
     from tests.qt.conftest import test_model_factory
@@ -30,12 +41,7 @@ def test_a_click_on_a_large_frame_is_tracked_in_its_tile(make_napari_viewer, qtb
     viewer.add_image(large_stack(), name="large", axis_labels=("t", "y", "x"))
     s = widget.settings
     assert s.tiling_combo.currentText() == "auto"  # 600 px is under 4 × 256: auto would not tile
-    s.image_combo.setCurrentText("large")
-    s.model_combo.setCurrentText(TEST_MODEL)
-    s.device_combo.setCurrentText("cpu")
-    s.tiling_combo.setCurrentText("on")
-    s.store_edit.setText(str(tmp_path / "large.sam2.zarr"))
-    c = widget.start()
+    c = start_tiled(widget, "large", TEST_MODEL, tmp_path / "large.sam2.zarr")
     assert c is not None, widget.status_label.text()
     try:
         qtbot.waitUntil(lambda: c.session is not None and not c.busy, timeout=WAIT)
@@ -89,13 +95,7 @@ def test_find_all_in_tiles_finds_each_cell_once(make_napari_viewer, qtbot, tmp_p
     widget = SAM2Widget(viewer, model_factories={"starter 256": starter})
     viewer.window.add_dock_widget(widget, name="SAM 2")
     viewer.add_image(render(truth), name="cells", axis_labels=("t", "y", "x"))
-    s = widget.settings
-    s.image_combo.setCurrentText("cells")
-    s.model_combo.setCurrentText("starter 256")
-    s.device_combo.setCurrentText("cpu")
-    s.tiling_combo.setCurrentText("on")
-    s.store_edit.setText(str(tmp_path / "cells.sam2.zarr"))
-    c = widget.start()
+    c = start_tiled(widget, "cells", "starter 256", tmp_path / "cells.sam2.zarr")
     assert c is not None, widget.status_label.text()
     try:
         qtbot.waitUntil(lambda: c.session is not None and not c.busy, timeout=WAIT)

@@ -26,6 +26,22 @@ def check_obj_id(obj_id: Any) -> int:
     return int(obj_id)
 
 
+def check_frame(frame: Any, num_frames: int) -> None:
+    """A frame index of a stack of ``num_frames``: TypeError if it is not an integer, IndexError if outside."""
+    if isinstance(frame, bool) or not isinstance(frame, (int, np.integer)):
+        raise TypeError(f"frame must be an integer index, got {frame!r}")
+    if not 0 <= frame < num_frames:
+        raise IndexError(f"frame {frame} is outside the stack (0 … {num_frames - 1})")
+
+
+def known_object(objects: dict, obj_id: int) -> Any:
+    """``objects[obj_id]``, or a KeyError that lists the known ids."""
+    try:
+        return objects[obj_id]
+    except KeyError:
+        raise KeyError(f"no object with id {obj_id}; objects: {list(objects)}") from None
+
+
 def _to_model_space(yx: np.ndarray, height: int, width: int, image_size: int) -> torch.Tensor:
     xy = torch.tensor(yx[:, ::-1].copy(), dtype=torch.float32)[None]
     return xy / torch.tensor([width, height]) * image_size

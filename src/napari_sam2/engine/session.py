@@ -27,7 +27,7 @@ from .features import FeatureCache
 from .frames import FramePreparer
 from .memory_bank import plan_memory
 from .postprocess import to_frame_resolution
-from .prompts import box_to_points, check_mask, check_obj_id, clicks_to_points
+from .prompts import box_to_points, check_frame, check_mask, check_obj_id, clicks_to_points, known_object
 from .result import FrameResult
 from .state import FrameOutput, ObjectTrack
 from .tracker import Tracker
@@ -536,13 +536,7 @@ class Session:
         return FrameResult(frame, obj_ids, to_frame_resolution(low, self.height, self.width), scores)
 
     def _track(self, obj_id: int) -> ObjectTrack:
-        try:
-            return self._tracks[obj_id]
-        except KeyError:
-            raise KeyError(f"no object with id {obj_id}; objects: {list(self._tracks)}") from None
+        return known_object(self._tracks, obj_id)
 
     def _check_frame(self, frame: int) -> None:
-        if isinstance(frame, bool) or not isinstance(frame, (int, np.integer)):
-            raise TypeError(f"frame must be an integer index, got {frame!r}")
-        if not 0 <= frame < self.num_frames:
-            raise IndexError(f"frame {frame} is outside the stack (0 … {self.num_frames - 1})")
+        check_frame(frame, self.num_frames)

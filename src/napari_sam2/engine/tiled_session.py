@@ -45,7 +45,7 @@ from . import persistence
 from .device import pick_device
 from .find_objects import FindSettings
 from .frames import describe_frames, estimate_intensity_range
-from .prompts import PromptError, check_mask, check_obj_id
+from .prompts import PromptError, check_frame, check_mask, check_obj_id, known_object
 from .session import DIRECTIONS, Session
 from .tile_frames import SampledFrames, SharedFrames, TileFrames
 from .tiled_find import find_in_tiles
@@ -549,16 +549,10 @@ class TiledSession:
                                 self.height, self.width)
 
     def _obj(self, obj_id: int) -> list[Span]:
-        try:
-            return self._spans[obj_id]
-        except KeyError:
-            raise KeyError(f"no object with id {obj_id}; objects: {list(self._spans)}") from None
+        return known_object(self._spans, obj_id)
 
     def _check_frame(self, frame: int) -> None:
-        if isinstance(frame, bool) or not isinstance(frame, (int, np.integer)):
-            raise TypeError(f"frame must be an integer index, got {frame!r}")
-        if not 0 <= frame < self.num_frames:
-            raise IndexError(f"frame {frame} is outside the stack (0 … {self.num_frames - 1})")
+        check_frame(frame, self.num_frames)
 
 
 def make_session(
