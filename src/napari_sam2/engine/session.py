@@ -129,6 +129,25 @@ class Session:
         for frame in [f for f in track.tracked if f > last_frame and f not in track.cond]:
             del track.tracked[frame]
 
+    def forget_after(self, obj_id: int, frame: int) -> None:
+        """Forget object ``obj_id``'s prompts and results on every frame after ``frame`` (its earlier ones stay), so
+        it can be tracked again from ``frame + 1`` — e.g. after the frames there changed."""
+        track = self._track(obj_id)
+        for store in (track.cond, track.non_cond, track.pending_cond, track.pending_non_cond):
+            for later in [f for f in store if f > frame]:
+                self.tracker.discard(store.pop(later))
+        for record in (track.points, track.masks, track.tracked):
+            for later in [f for f in record if f > frame]:
+                del record[later]
+
+    def keep_memory_window(self, next_frame: int, reverse: bool = False) -> None:
+        """Release every tracked-frame result that the memory bank of ``next_frame`` cannot read (prompted frames
+        stay): bounded memory along a long stack, and the very state ``save_state(next_frame=...)`` keeps."""
+        keep = persistence.memory_window(self, next_frame, reverse)
+        for track in self._tracks.values():
+            for frame in [f for f in track.non_cond if f not in keep]:
+                self.tracker.discard(track.non_cond.pop(frame))
+
     def find_objects(self, frame: int, settings: Any = None, *, first_id: int | None = None) -> list[int]:
         """Automatic masklets on ``frame`` (``find_objects.find_masks``: a grid of point prompts decoded from the
         frame's cached features, no memory); each survivor becomes a new object with its mask as the prompt on
