@@ -27,7 +27,7 @@ def tiny():
 
 @pytest.fixture(scope="module")
 def scene():
-    return nuclei_4d(4, 5, 64, num_nuclei=2, radius=9.0, z_step=2.5, seed=4)
+    return nuclei_4d(3, 5, 64, num_nuclei=2, radius=9.0, z_step=2.5, seed=4)
 
 
 def run_all(tracker: VolumeTimeTracker) -> dict[int, tuple[tuple[int, ...], np.ndarray]]:
@@ -74,7 +74,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one_bit_for_bit(tiny, scene):
     assert second.next_t == 2
     got.update(run_all(second))
     second.close()
-    assert sorted(got) == sorted(expected) == list(range(4))
+    assert sorted(got) == sorted(expected) == list(range(3))
     for t in expected:
         assert got[t][0] == expected[t][0]
         np.testing.assert_array_equal(got[t][1], expected[t][1])
@@ -84,14 +84,14 @@ def test_a_resumed_run_equals_an_uninterrupted_one_bit_for_bit(tiny, scene):
 def test_objects_start_at_their_own_t_and_a_correction_reruns_only_that_object_from_its_t(tiny, scene):
     tracker = VolumeTimeTracker(tiny, scene.image, session_options={"device": "cpu"})
     prompt_centres(tracker, scene.truth, 0, ids=(1,))
-    prompt_centres(tracker, scene.truth, 2, ids=(2,))
+    prompt_centres(tracker, scene.truth, 1, ids=(2,))
     steps = run_all(tracker)
-    assert [steps[t][0] for t in range(4)] == [(1,), (1,), (1, 2), (1, 2)]
-    before = {t: steps[t][1][0] for t in (2, 3)}
-    tracker.add_points(2, tracker.central_planes(1)[2], 1, [[2.0, 2.0]], [1])  # far from the nucleus: it changes
+    assert [steps[t][0] for t in range(3)] == [(1,), (1, 2), (1, 2)]
+    before = {t: steps[t][1][0] for t in (1, 2)}
+    tracker.add_points(1, tracker.central_planes(1)[1], 1, [[2.0, 2.0]], [1])  # far from the nucleus: it changes
     rerun = run_all(tracker)
-    assert sorted(rerun) == [2, 3] and all(ids == (1,) for ids, _ in rerun.values())
-    assert not np.array_equal(rerun[2][1][0], before[2])
+    assert sorted(rerun) == [1, 2] and all(ids == (1,) for ids, _ in rerun.values())
+    assert not np.array_equal(rerun[1][1][0], before[1])
     tracker.close()
 
 
@@ -106,6 +106,6 @@ def test_a_state_of_another_stack_is_refused(tiny, scene, tmp_path):
     tracker = VolumeTimeTracker(tiny, scene.image, session_options={"device": "cpu"})
     prompt_centres(tracker, scene.truth, 0, ids=(1,))
     tracker.save_state(tmp_path / "state.pt")
-    other = VolumeTimeTracker(tiny, scene.image[:3], session_options={"device": "cpu"})
+    other = VolumeTimeTracker(tiny, scene.image[:2], session_options={"device": "cpu"})
     with pytest.raises(VolumeStateError, match="over a stack"):
         other.load_state(tmp_path / "state.pt")

@@ -41,6 +41,7 @@ from napari_sam2.model import SAM2Model
 
 from .frames import estimate_intensity_range
 from .persistence import write_state
+from .prompts import PromptError, box_to_points, check_mask, check_obj_id, clicks_to_points
 from .session import NO_OBJECT_LOGIT, Session
 
 FORMAT = "napari-sam2 volume-time state 1"
@@ -215,8 +216,7 @@ class VolumeTimeTracker:
         """Add a prompt; on an object's first prompt (or one before its start) the object starts there, on a t
         already computed the object is re-run from that t on the next ``propagate``."""
         t, z = self._check_plane(prompt.t, prompt.z)
-        if (prompt.points is None) == (prompt.mask is None) and prompt.box is None:
-            raise ValueError("a prompt has points, a box or a mask (one of points/mask, a box with optional points)")
+        self._check_prompt(prompt)
         obj = self._objects.get(prompt.obj_id)
         self.prompts.append(prompt)
         if obj is None or t < obj.start:
@@ -318,6 +318,23 @@ class VolumeTimeTracker:
 
     def _session(self, frames: Any, **options: Any) -> Session:
         return Session(self.model, frames, intensity_range=self.intensity_range, **{**self.session_options, **options})
+
+    def _check_prompt(self, prompt: PlanePrompt) -> None:
+        """Raise :class:`PromptError` for a prompt its sessions could not take (checked now, used later)."""
+        check_obj_id(prompt.obj_id)
+        height, width, size = self.shape[2], self.shape[3], self.model.image_size
+        if prompt.mask is not None:
+            if prompt.points is not None or prompt.box is not None:
+                raise PromptError("a mask prompt cannot be combined with points or a box")
+            check_mask(prompt.mask, height, width)
+        elif prompt.box is not None:
+            box_to_points(prompt.box, height, width, size)
+            if prompt.points is not None:
+                clicks_to_points(prompt.points, prompt.labels, height, width, size)
+        elif prompt.points is not None:
+            clicks_to_points(prompt.points, prompt.labels, height, width, size)
+        else:
+            raise PromptError("a prompt has points, a box or a mask")
 
     def _check_plane(self, t: int, z: int) -> tuple[int, int]:
         T, Z = self.shape[:2]
