@@ -31,7 +31,7 @@ def job(tmp_path_factory, checkpoint, cache):
     out = folder / "reference.zarr"
     args = ["segment", stack, "--axis", "t", "--volume-axis", "z", "--prompts", prompts, "--quiet",
             *model_args(checkpoint)]
-    result = run_cli(*args, "--out", out, cache=cache)
+    result = run_cli(*args, "--out", out, "--export", "ctc", "--export-path", folder / "ctc", cache=cache)
     assert result.returncode == 0, result.stderr
     return {"args": args, "cache": cache, "labels": labels_of(out), "clicks": clicks, "folder": folder,
             "out": out}
@@ -45,6 +45,17 @@ def test_every_t_and_z_plane_is_written_and_the_run_is_recorded_complete(job):
     assert {1, 2} <= set(np.unique(labels).tolist())
     record = run_record(job["out"], KEY)
     assert record["complete"] and record["state"] is None
+
+
+def test_the_cell_tracking_challenge_export_has_one_3d_mask_per_t_and_the_tracks(job):
+    labels, ctc = job["labels"], job["folder"] / "ctc"
+    masks = [tifffile.imread(ctc / f"mask{t:03d}.tif") for t in range(T)]
+    assert all(m.shape == (Z, SIDE, SIDE) and m.dtype == np.uint16 for m in masks)
+    tracks = [[int(v) for v in line.split()] for line in (ctc / "res_track.txt").read_text().splitlines()]
+    for t, mask in enumerate(masks):  # the same pixels, each object under the label of its track at t
+        np.testing.assert_array_equal(mask > 0, labels[t] > 0)
+        for label in set(np.unique(mask).tolist()) - {0}:
+            assert any(lab == label and begin <= t <= end for lab, begin, end, _ in tracks), (t, label, tracks)
 
 
 def test_a_run_killed_after_a_saved_t_resumes_to_the_uninterrupted_labels(job, tmp_path):
