@@ -89,9 +89,11 @@ def sam2_track(model, volumes: np.ndarray, clicks: dict[int, tuple[int, float, f
         tracker.add_points(start, z, k, [[y, x]], [1])
     out: dict[int, dict[int, np.ndarray]] = {k: {} for k in clicks}
     began = time.perf_counter()
-    for step in tracker.propagate():
+    for step in tracker.propagate():  # scored as the label store holds it: each pixel to the object of highest logit
+        best = np.argmax(step.logits, axis=0)
+        inside = np.max(step.logits, axis=0) > 0
         for i, k in enumerate(step.obj_ids):
-            out[k][step.t] = step.masks[i]
+            out[k][step.t] = inside & (best == i)
     seconds = time.perf_counter() - began
     tracker.close()
     return out, seconds

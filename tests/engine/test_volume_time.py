@@ -9,7 +9,7 @@ import pytest
 import torch
 from benchmarks.synthetic_volumes import central_click, nuclei_4d
 
-from napari_sam2.engine.volume_time import VolumeStateError, VolumeTimeTracker
+from napari_sam2.engine.volume_time import VolumeStateError, VolumeTimeTracker, connected_to
 from napari_sam2.model import STARTER_NAME, build_sam2
 from napari_sam2.model.hub import packaged_checkpoint
 
@@ -109,3 +109,13 @@ def test_a_state_of_another_stack_is_refused(tiny, scene, tmp_path):
     other = VolumeTimeTracker(tiny, scene.image[:2], session_options={"device": "cpu"})
     with pytest.raises(VolumeStateError, match="over a stack"):
         other.load_state(tmp_path / "state.pt")
+
+
+def test_a_3d_mask_keeps_only_what_is_connected_to_its_prompted_planes():
+    mask = np.zeros((6, 10, 10), bool)
+    mask[0:3, 2:5, 2:5] = True  # the object, prompted on plane 1
+    mask[3:6, 6:9, 6:9] = True  # a neighbour it "continued" onto past its end: touches it on no plane
+    mask[1, 8:10, 0:2] = True  # a speck on the prompted plane itself stays (the prompt plane is the prompt's)
+    keep = connected_to(mask, {1})
+    assert keep[0:3, 2:5, 2:5].all() and not keep[3:].any() and keep[1, 8:10, 0:2].all()
+    assert connected_to(mask, {4})[3:6, 6:9, 6:9].all() and not connected_to(mask, {4})[0, 2:5, 2:5].any()
