@@ -195,6 +195,11 @@ def execute(args: Namespace) -> int:
                 return 0
             if record is not None and args.restart:
                 _say(args, f"--restart: discarding the earlier 3D-over-time run in {out}")
+                from napari_sam2.cli.segment import clear_objects
+
+                for t in range(source.shape[0]):
+                    view = store.frame_view(axis=source.volume_axis, position={**source.position, source.frame_axis: t})
+                    clear_objects(view, [int(i) for i in record.data.get("objects", [])])
                 record.delete()
                 record = None
             if record is None:
@@ -207,6 +212,9 @@ def execute(args: Namespace) -> int:
                 _record_prompts(store, source, prompts)
                 record.data["prompts_recorded"] = True
                 record.save()
+            if model.checkpoint is None:
+                _say(args, "--random-weights: the model's weights are random, so its masks are meaningless "
+                           "(a setup check)")
             tracker = _tracker(network, source, prompts, record, device, args)
             try:
                 _run(tracker, store, source, record, args)
@@ -223,7 +231,7 @@ def execute(args: Namespace) -> int:
 def _run(tracker: Any, store: LabelStore, source: VolumeSource, record: RunRecord, args: Namespace) -> None:
     times, depth = source.shape[:2]
     first = min(p.t for p in tracker.prompts)
-    progress = Progress(times - first, done=tracker.next_t - first, enabled=not args.quiet)
+    progress = Progress(times - first, done=tracker.next_t - first, enabled=not args.quiet, unit="time point")
     if tracker.next_t > first:
         _say(args, f"resuming at {source.frame_axis}={tracker.next_t}")
     _say(args, f"segmenting {len(tracker.obj_ids)} object(s) in 3D ({depth} planes along {source.volume_axis!r}) over "
