@@ -119,3 +119,24 @@ def test_a_3d_mask_keeps_only_what_is_connected_to_its_prompted_planes():
     keep = connected_to(mask, {1})
     assert keep[0:3, 2:5, 2:5].all() and not keep[3:].any() and keep[1, 8:10, 0:2].all()
     assert connected_to(mask, {4})[3:6, 6:9, 6:9].all() and not connected_to(mask, {4})[0, 2:5, 2:5].any()
+
+
+class CountingVolume:
+    """A (T, Z, H, W) array-like that counts the planes read."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array, self.shape, self.dtype, self.reads = array, array.shape, array.dtype, []
+
+    def __getitem__(self, key):
+        self.reads.append(key)
+        return self.array[key]
+
+
+def test_each_plane_is_read_and_encoded_once_per_t_whatever_the_number_of_objects(tiny, scene):
+    volume = CountingVolume(scene.image[:2])
+    tracker = VolumeTimeTracker(tiny, volume, intensity_range=(0.0, 4000.0), session_options={"device": "cpu"})
+    prompt_centres(tracker, scene.truth, 0)
+    run_all(tracker)
+    tracker.close()
+    depth = scene.image.shape[1]
+    assert sorted(volume.reads) == [(t, z) for t in range(2) for z in range(depth)]  # the t-sessions read nothing

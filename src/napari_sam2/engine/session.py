@@ -140,6 +140,11 @@ class Session:
             for later in [f for f in record if f > frame]:
                 del record[later]
 
+    def consolidate_prompts(self) -> None:
+        """Encode the memories of the prompts given so far now (a propagation does it first otherwise), while their
+        frames' features are at hand."""
+        self.compute.run(self._consolidate_prompts)
+
     def keep_memory_window(self, next_frame: int, reverse: bool = False) -> None:
         """Release every tracked-frame result that the memory bank of ``next_frame`` cannot read (prompted frames
         stay): bounded memory along a long stack, and the very state ``save_state(next_frame=...)`` keeps."""

@@ -6,7 +6,8 @@ Design (and why). SAM 2 tracks through a sequence of 2D frames, so a 3D object o
   plane ``volume[t, z_c(t)]`` — the object's *central plane*, re-centred at every t on the plane where the object's
   3D mask at t − 1 was largest. The object keeps SAM 2's memory of how it looked (its largest section) and follows
   it when it drifts in z, which a fixed plane would lose. The frames are a lazy array filled as t advances (a
-  plane is known only once the previous 3D mask is), stepped one t at a time, so nothing is read ahead.
+  plane is known only once the previous 3D mask is), stepped one t at a time, so nothing is read ahead; the
+  plane's image features are taken from the z-session of that t, which encodes every plane anyway.
 - **Along z, all objects at once**: at each t one z-session over ``volume[t]`` gets every object's central-plane
   mask as a mask prompt on its plane z_c(t) and propagates both ways along z → the 3D masks of all objects at t.
   The planes of ``volume[t]`` are encoded once for all objects. Each 3D mask is then cut to what is connected to
@@ -266,22 +267,12 @@ class VolumeTimeTracker:
             yield self._step(t, active)
 
     def _step(self, t: int, active: list[_Object]) -> VolumeStep:
-        prompts = [p for p in self.prompts if p.t == t]
-        central: dict[int, np.ndarray | None] = {}
-        for obj in active:
-            z_c = obj.planes[t]
-            mine = [p for p in prompts if p.obj_id == obj.obj_id and p.z == z_c]
-            if t > obj.start:  # the first t has only prompts, the tracked ones a memory step first
-                for _ in obj.session.propagate(start=t, max_frames=0):
-                    pass
-            for i, p in enumerate(mine):
-                p.apply(obj.session, t, first=(i == 0 and t == obj.start))
-            mask = obj.session.result(t).masks[0]
-            central[obj.obj_id] = mask if mask.any() else None
         depth, height, width = self.shape[1:]
         logits = np.full((len(active), depth, height, width), NO_OBJECT_LOGIT, np.float32)
         z_session = self._session(_PlanesAt(self.volume, t), encoder_batch_size="auto")
         try:
+            central = self._central_masks(t, active, z_session)
+            prompts = [p for p in self.prompts if p.t == t]
             for obj in active:
                 if central[obj.obj_id] is not None:
                     z_session.add_mask(obj.planes[t], obj.obj_id, central[obj.obj_id])
@@ -300,6 +291,30 @@ class VolumeTimeTracker:
                         logits[rows[obj_id], z] = result.logits[k]
         finally:
             z_session.close()
+        return self._finish_step(t, active, logits)
+
+    def _central_masks(self, t: int, active: list[_Object], z_session: Session) -> dict[int, np.ndarray | None]:
+        """Step each object's t-session to t (its plane's features taken from the z-session, which encodes every plane
+        of ``volume[t]`` anyway) and apply its prompts on its central plane; its (H, W) mask there, None if empty."""
+        central: dict[int, np.ndarray | None] = {}
+        for obj in active:
+            z_c = obj.planes[t]
+            obj.session.features.adopt(t, z_session.compute.run(z_session.features.get, z_c))
+            if t > obj.start:  # the first t has only prompts, the tracked ones a memory step first
+                for _ in obj.session.propagate(start=t, max_frames=0):
+                    pass
+            mine = [p for p in self.prompts if p.t == t and p.obj_id == obj.obj_id and p.z == z_c]
+            for i, p in enumerate(mine):
+                p.apply(obj.session, t, first=(i == 0 and t == obj.start))
+            if mine:
+                obj.session.consolidate_prompts()  # with this plane's features, before the next t's replace them
+            mask = obj.session.result(t).masks[0]
+            central[obj.obj_id] = mask if mask.any() else None
+        return central
+
+    def _finish_step(self, t: int, active: list[_Object], logits: np.ndarray) -> VolumeStep:
+        """Cut each 3D mask to its connected object, re-centre, release memory; the step's result."""
+        prompts = [p for p in self.prompts if p.t == t]
         planes = {obj.obj_id: obj.planes[t] for obj in active}
         for i, obj in enumerate(active):
             seeds = {obj.planes[t]} | {p.z for p in prompts if p.obj_id == obj.obj_id}
