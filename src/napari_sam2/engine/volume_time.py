@@ -46,6 +46,7 @@ from .frames import estimate_intensity_range
 from .persistence import write_state
 from .prompts import PromptError, box_to_points, check_mask, check_obj_id, clicks_to_points
 from .session import NO_OBJECT_LOGIT, Session
+from .volume_frames import AllPlanes, CentralPlanes, PlanesAt
 
 FORMAT = "napari-sam2 volume-time state 1"
 
@@ -124,52 +125,6 @@ def connected_to(mask: np.ndarray, planes: set[int]) -> np.ndarray:
     return np.isin(labels, ids[ids > 0])
 
 
-class _CentralPlanes:
-    """The frames of one object's t-session: frame t is ``volume[t, planes[t]]`` (H, W), known once planned."""
-
-    def __init__(self, volume: Any, planes: dict[int, int]) -> None:
-        self.volume = volume
-        self.planes = planes
-        t, _, h, w = volume.shape
-        self.shape = (t, h, w)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, t: int) -> np.ndarray:
-        if t not in self.planes:
-            raise RuntimeError(f"the central plane of t={t} is not known yet (the 3D mask of t-1 gives it)")
-        return np.asarray(self.volume[t, self.planes[t]])
-
-
-class _PlanesAt:
-    """The planes of ``volume[t]`` as a lazy (Z, H, W) stack."""
-
-    def __init__(self, volume: Any, t: int) -> None:
-        self.volume, self.t = volume, t
-        self.shape = tuple(volume.shape[1:])
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, z: int) -> np.ndarray:
-        return np.asarray(self.volume[self.t, z])
-
-
-class _AllPlanes:
-    """Every (t, z) plane as one lazy stack of T·Z planes (for the shared intensity range)."""
-
-    def __init__(self, volume: Any) -> None:
-        self.volume = volume
-        self.depth = volume.shape[1]
-
-    def __len__(self) -> int:
-        return self.volume.shape[0] * self.depth
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        return np.asarray(self.volume[i // self.depth, i % self.depth])
-
-
 @dataclass
 class _Object:
     obj_id: int
@@ -207,7 +162,7 @@ class VolumeTimeTracker:
             raise ValueError(f"the volume must be shaped (T, Z, H, W), got shape {shape}")
         self.shape = shape
         if self.intensity_range is None and np.dtype(getattr(self.volume, "dtype", np.float32)) != np.uint8:
-            found = estimate_intensity_range(_AllPlanes(self.volume), sample=32)
+            found = estimate_intensity_range(AllPlanes(self.volume), sample=32)
             self.intensity_range = (found.low, found.high)
 
     # -- objects and prompts ------------------------------------------------------------------------------
@@ -269,7 +224,7 @@ class VolumeTimeTracker:
     def _step(self, t: int, active: list[_Object]) -> VolumeStep:
         depth, height, width = self.shape[1:]
         logits = np.full((len(active), depth, height, width), NO_OBJECT_LOGIT, np.float32)
-        z_session = self._session(_PlanesAt(self.volume, t), encoder_batch_size="auto")
+        z_session = self._session(PlanesAt(self.volume, t), encoder_batch_size="auto")
         try:
             central = self._central_masks(t, active, z_session)
             prompts = [p for p in self.prompts if p.t == t]
@@ -345,7 +300,7 @@ class VolumeTimeTracker:
         obj.done_until = t - 1
 
     def _new_object(self, obj_id: int, start: int, planes: dict[int, int], *, done_until: int) -> _Object:
-        session = self._session(_CentralPlanes(self.volume, planes), encoder_batch_size=1, feature_cache_bytes=1)
+        session = self._session(CentralPlanes(self.volume, planes), encoder_batch_size=1, feature_cache_bytes=1)
         return _Object(obj_id, start, session, planes, done_until)
 
     def _session(self, frames: Any, **options: Any) -> Session:

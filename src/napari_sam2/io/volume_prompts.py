@@ -16,7 +16,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from napari_sam2.io.prompt_file import FramePrompt, PromptFileError, prompts_from_dict
+from napari_sam2.io.prompt_file import (
+    FramePrompt,
+    ObjectPrompts,
+    PromptFileError,
+    PromptSet,
+    merge_frame_prompts,
+    prompts_from_dict,
+)
 
 
 @dataclass(frozen=True)
@@ -57,8 +64,6 @@ class VolumePromptSet:
                                       f"outside the stack ({depth} planes along {volume_axis!r}, 0 … {depth - 1})")
         for obj_id in self.obj_ids:
             mine = tuple(p.prompt for p in self.prompts if p.obj_id == obj_id)
-            from napari_sam2.io.prompt_file import ObjectPrompts, PromptSet
-
             PromptSet((ObjectPrompts(obj_id, None, mine),), source=self.source).check_fits(
                 times, height, width, axis_name=frame_axis)
 
@@ -107,7 +112,6 @@ def _from_csv(path: Path, axes: list[str], frame_axis: str, volume_axis: str,
               position: dict[str, int]) -> VolumePromptSet:
     """The clicks of a Points CSV over the T,Z,Y,X image: each row's plane from its t and z columns."""
     from napari_sam2.io.prompt_csv import read_clicks
-    from napari_sam2.io.prompt_file import merge_frame_prompts
 
     clicks, _ = read_clicks(path, axes=axes, frame_axis=frame_axis, position=position, free=(volume_axis,))
     if not clicks or volume_axis not in clicks[0].free:
