@@ -39,6 +39,7 @@ from napari_sam2._qt.objects_list import ObjectRow, ObjectsList
 from napari_sam2._qt.review_panel import ReviewPanel
 from napari_sam2._qt.settings import SessionSettings
 from napari_sam2._qt.tracks_layer import LineageTracks
+from napari_sam2._qt.volume_panel import VolumePanel
 
 RANDOM_WEIGHTS_ENV = "NAPARI_SAM2_RANDOM_WEIGHTS"  # "1": offer a random-weight model (UI demos; masks mean nothing)
 
@@ -159,6 +160,7 @@ class SAM2Widget(QWidget):
         form.addRow(self.propagation_label)
 
         self.find_box = FindTrackPanel()
+        self.volume_box = VolumePanel()
         self.review_box = ReviewPanel(lambda: self.controller, lambda: self.objects.filter_name)
         self.lineage_box = LineagePanel()
 
@@ -174,8 +176,8 @@ class SAM2Widget(QWidget):
         content = _Column()  # in a scroll area: the boxes together are taller than most screens
         layout = QVBoxLayout(content)
         for w in (self.settings, self.busy_bar, self.status_label, self.objects_box, self.propagate_box,
-                  self.find_box, self.review_box, self.lineage_box, self.fine_tune_box, self.cluster_box,
-                  self.help_box):
+                  self.volume_box, self.find_box, self.review_box, self.lineage_box, self.fine_tune_box,
+                  self.cluster_box, self.help_box):
             layout.addWidget(w)
         layout.addStretch(1)
         self.scroll = scroll = QScrollArea()
@@ -201,6 +203,8 @@ class SAM2Widget(QWidget):
         self.objects.delete_requested.connect(self.delete_object)
         self.objects.jump_requested.connect(lambda f: self.controller and self.controller.go_to_frame(f))
         self.find_box.find_button.clicked.connect(self.find_all)
+        self.volume_box.propagate_button.clicked.connect(lambda: self.controller and self.volume_box.start(
+            self.controller))
         self.find_box.track_button.clicked.connect(self.track_all)
         self.lineage_box.show_requested.connect(self.show_lineage)
         self.lineage_box.division_requested.connect(self.mark_division)
@@ -271,6 +275,7 @@ class SAM2Widget(QWidget):
         self.propagate_box.setEnabled(controller.num_frames > 1)  # a single image: click, see, correct; no frames
         self.find_box.track_button.setEnabled(controller.num_frames > 1)
         self.lineage_box.setEnabled(controller.num_frames > 1 and self.tracks.supported)
+        self.volume_box.offer(controller)
         self._refresh_objects()
         where = f"{choice.describe()}; labels in {controller.store.path}"
         self.status_label.setText(f"{where}; loading {model.describe()}…")
@@ -318,6 +323,7 @@ class SAM2Widget(QWidget):
         self.settings.set_running(running)
         for box in (self.objects_box, self.find_box, self.propagate_box, self.review_box, self.lineage_box):
             box.setEnabled(running)
+        self.volume_box.offer(self.controller if running else None)
         self.cancel_button.setEnabled(False)
 
     def _load_failed(self, message: str) -> None:
@@ -361,6 +367,7 @@ class SAM2Widget(QWidget):
         if self.controller is not None and self.cancel_button.isEnabled():
             self.cancel_button.setEnabled(False)  # taken: the run stops after the frame being computed
             self.controller.cancel()
+            self.volume_box.cancel(self.controller)
 
     def find_all(self, *_: Any) -> None:
         """Find every object that no object covers yet on the frame on screen."""

@@ -107,6 +107,9 @@ def add_segment_options(
     where = p.add_argument_group("which frames")
     added.append(where.add_argument("--axis", metavar="t|z|NAME|INDEX",
                  help="axis the frames run along (default: the prompt file's, else t, or z for a volume)"))
+    added.append(where.add_argument("--volume-axis", metavar="z|NAME",
+                 help="objects in 3D over time: segment each object through this axis at every point of --axis "
+                      "(default t) and follow it over --axis; prompts carry the plane's z (docs/volumes.md)"))
     added.append(where.add_argument("--channel", metavar="N|rgb",
                  help="channel index, or rgb (default: the prompt file's)"))
     added.append(where.add_argument("--position", metavar="z=12,...",

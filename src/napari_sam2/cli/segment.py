@@ -407,6 +407,10 @@ def execute(plan: Plan, args: Namespace) -> int:
 def run_segment(args: Namespace) -> int:
     """The ``segment`` command; input problems become one-line :class:`CliError`\\ s."""
     logging.getLogger("tifffile").setLevel(logging.ERROR)  # its warnings about damaged files precede our error line
+    if getattr(args, "volume_axis", None) is not None:
+        from napari_sam2.cli.volume_run import run_volume_segment
+
+        return run_volume_segment(args)
     try:
         plan = plan_run(args)
         try:

@@ -84,6 +84,15 @@ class FeatureCache:
             ))
         return self._cache[frame]
 
+    def adopt(self, frame: int, features: FrameFeatures) -> None:
+        """Cache ``features`` as those of ``frame``, computed elsewhere from the same pixels with the same preparation
+        (another session over the same plane), so that this cache does not encode it again."""
+        old = self._cache.pop(frame, None)
+        if old is not None:
+            self._bytes -= _feature_bytes(old)
+        self._store(frame, features)
+        self._cache.move_to_end(frame)
+
     def _loaded(self, frame: int) -> torch.Tensor:
         future = self._pending.pop(frame, None)
         return future.result() if future is not None else self.preparer.load(frame)

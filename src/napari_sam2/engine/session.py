@@ -149,22 +149,49 @@ class Session:
         self._settle()
         track = self._track(obj_id)
         self.track_ends[obj_id] = int(last_frame)
-        for store in (track.non_cond, track.pending_non_cond):
-            for frame in [f for f in store if f > last_frame]:
-                self.tracker.discard(store.pop(frame))
-        for frame in [f for f in track.tracked if f > last_frame and f not in track.cond]:
-            del track.tracked[frame]
+        self._drop_tracked(track, lambda frame: frame > last_frame)
 
     def start_object(self, obj_id: int, first_frame: int) -> None:
         """Begin object ``obj_id``'s track at ``first_frame`` (an object handed over from another tile of a tiled
         session): its results on earlier frames are discarded and no pass computes it there. Its prompts stay."""
         self._settle()
-        track = self._track(obj_id)
         self.track_starts[obj_id] = int(first_frame)
+        self._drop_tracked(self._track(obj_id), lambda frame: frame < first_frame)
+
+    def forget_after(self, obj_id: int, frame: int) -> None:
+        """Forget object ``obj_id``'s prompts and results on every frame after ``frame`` (its earlier ones stay), so
+        it can be tracked again from ``frame + 1`` — e.g. after the frames there changed."""
+        self._settle()
+        track = self._track(obj_id)
+        for store in (track.cond, track.non_cond, track.pending_cond, track.pending_non_cond):
+            for later in [f for f in store if f > frame]:
+                self.tracker.discard(store.pop(later))
+        for record in (track.points, track.masks, track.tracked):
+            for later in [f for f in record if f > frame]:
+                del record[later]
+
+    def consolidate_prompts(self) -> None:
+        """Encode the memories of the prompts given so far now (a propagation does it first otherwise), while their
+        frames' features are at hand."""
+        self._settle()
+        self.compute.run(self._consolidate_prompts)
+
+    def keep_memory_window(self, next_frame: int, reverse: bool = False) -> None:
+        """Release every tracked-frame result that the memory bank of ``next_frame`` cannot read (prompted frames
+        stay): bounded memory along a long stack, and the very state ``save_state(next_frame=...)`` keeps."""
+        self._settle()
+        keep = persistence.memory_window(self, next_frame, reverse)
+        for track in self._tracks.values():
+            for frame in [f for f in track.non_cond if f not in keep]:
+                self.tracker.discard(track.non_cond.pop(frame))
+
+    def _drop_tracked(self, track: ObjectTrack, outside: Any) -> None:
+        """Discard ``track``'s tracked results (and pending ones) on the frames where ``outside(frame)`` holds;
+        prompted frames keep theirs."""
         for store in (track.non_cond, track.pending_non_cond):
-            for frame in [f for f in store if f < first_frame]:
+            for frame in [f for f in store if outside(f)]:
                 self.tracker.discard(store.pop(frame))
-        for frame in [f for f in track.tracked if f < first_frame and f not in track.cond]:
+        for frame in [f for f in track.tracked if outside(f) and f not in track.cond]:
             del track.tracked[frame]
 
     def find_objects(self, frame: int, settings: Any = None, *, first_id: int | None = None) -> list[int]:

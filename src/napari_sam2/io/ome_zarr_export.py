@@ -22,6 +22,7 @@ from napari_sam2.io.colours import colour_rgba
 from napari_sam2.io.errors import LabelStoreError, write_error
 from napari_sam2.io.label_store import LabelStore
 from napari_sam2.io.ome_metadata import label_names, multiscales_entry, ome_order, wrap_ome
+from napari_sam2.io.physical_scale import physical_scale
 from napari_sam2.io.stack_formats import RawStack, open_raw
 
 OME_VERSION = "0.5"
@@ -162,15 +163,18 @@ def _write_new_image(raw: RawStack, store: LabelStore, root: Path, name: str) ->
         plane = raw.array[key]
         plane = np.asarray(plane.compute() if hasattr(plane, "compute") else plane)
         image[(*index, slice(None), slice(None))] = plane.T if yx_swapped else plane
-    scales = [[1.0] * len(out_axes)]
+    sizes, known_units = physical_scale(raw)  # the source's pixel size, z step and time step, where it says them
+    scales = [[sizes.get(a, 1.0) for a in out_axes]]
+    units = [known_units.get(a) for a in out_axes]
     group.attrs.update(
         wrap_ome(
             OME_VERSION,
-            {"multiscales": [multiscales_entry(out_axes, ["0"], scales, name="image", version=OME_VERSION)]},
+            {"multiscales": [multiscales_entry(out_axes, ["0"], scales, name="image", version=OME_VERSION,
+                                               units=units)]},
         )
     )
     labels = group.create_group("labels")
-    _write_labels(labels, store, axes, out_axes, [shape], scales, name, OME_VERSION)
+    _write_labels(labels, store, axes, out_axes, [shape], scales, name, OME_VERSION, units)
     labels.attrs.update(wrap_ome(OME_VERSION, {"labels": [name]}))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,8 @@ def _coordinate_columns(header: list[str], path: Path) -> list[str]:
 
 
 def _frame_column(
-    n_coords: int, path: Path, axes: Sequence[str] | None, frame_axis: str | None, position: Mapping[str, int]
+    n_coords: int, path: Path, axes: Sequence[str] | None, frame_axis: str | None, position: Mapping[str, int],
+    free: Sequence[str] = (),
 ) -> tuple[int, dict[int, tuple[str, int]]]:
     """Which coordinate column is the frame, and which other columns must equal which fixed index."""
     if n_coords < 3:
@@ -58,7 +60,8 @@ def _frame_column(
             f"{path}: points have {n_coords} coordinates but the stack's label axes are {tuple(axes)}: was the "
             "Points layer made over this image?"
         )
-    fixed = {i: (name, int(position.get(name, 0))) for i, name in enumerate(axes[:-2]) if name != frame_axis}
+    fixed = {i: (name, int(position.get(name, 0))) for i, name in enumerate(axes[:-2])
+             if name != frame_axis and name not in free}
     return list(axes).index(frame_axis), fixed
 
 
@@ -87,19 +90,28 @@ def _index(value: float, column: str, row: int, path: Path) -> int:
     return int(round(value))
 
 
-def read_points_csv(
+@dataclass(frozen=True)
+class Click:
+    """One row of a Points CSV: object, frame, the indices on the ``free`` axes, (1, 2) (y, x), (1,) label."""
+
+    obj_id: int
+    frame: int
+    free: dict[str, int]
+    yx: np.ndarray
+    label: np.ndarray
+
+
+def read_clicks(
     path: str | Path,
     *,
     axes: Sequence[str] | None = None,
     frame_axis: str | None = None,
     position: Mapping[str, int] | None = None,
-) -> PromptSet:
-    """Click prompts from a napari Points CSV (see the module docstring); raises :class:`PromptFileError`.
-
-    Points with 3 coordinates are (frame, y, x). With more, ``axes`` (the stack's label axes, e.g. ``("t", "z",
-    "y", "x")``) and ``frame_axis`` say which column is the frame; every other column must equal ``position``
-    (default 0), so a point on another plane is an error rather than a silent miss.
-    """
+    free: Sequence[str] = (),
+) -> tuple[list[Click], dict[str, int] | None]:
+    """Every click of a napari Points CSV (see :func:`read_points_csv`), and the indices its points were checked to
+    lie at (None for (frame, y, x) points); the columns of the ``free`` axes may hold any index (a 3D-over-time
+    run's z), the others must equal ``position``. Raises :class:`PromptFileError`."""
     path = Path(path)
     try:
         with open(path, newline="", encoding="utf-8") as f:
@@ -115,9 +127,11 @@ def read_points_csv(
             f"{path}: missing feature column(s) {missing}; give the Points layer 'object_id' and 'positive' features"
         )
     coords = _coordinate_columns(header, path)
-    frame_col, fixed = _frame_column(len(coords), path, axes, frame_axis, position or {})
+    frame_col, fixed = _frame_column(len(coords), path, axes, frame_axis, position or {}, free)
+    full = axes is not None and len(axes) == len(coords)  # else the points are (frame, y, x)
+    free_cols = {name: i for i, name in enumerate(axes or ()) if name in free} if full else {}
     col = {name: header.index(name) for name in (*coords, "object_id", "positive")}
-    clicks: dict[int, list[FramePrompt]] = {}
+    clicks: list[Click] = []
     for row_number, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue
@@ -136,14 +150,34 @@ def read_points_csv(
                 f"{path}, row {row_number}: object_id {obj_id} is not a label value 1 … {MAX_OBJECT_ID}"
             )
         frame = _index(values[frame_col], coords[frame_col], row_number, path)
-        yx = np.asarray([values[-2:]], np.float64)
-        label = np.asarray([_flag(row[col["positive"]], row_number, path)], np.int8)
-        clicks.setdefault(obj_id, []).append(FramePrompt(frame, yx, label))
+        at = {name: _index(values[i], coords[i], row_number, path) for name, i in free_cols.items()}
+        clicks.append(Click(obj_id, frame, at, np.asarray([values[-2:]], np.float64),
+                            np.asarray([_flag(row[col["positive"]], row_number, path)], np.int8)))
+    return clicks, ({name: value for name, value in fixed.values()} if fixed else None)
+
+
+def read_points_csv(
+    path: str | Path,
+    *,
+    axes: Sequence[str] | None = None,
+    frame_axis: str | None = None,
+    position: Mapping[str, int] | None = None,
+) -> PromptSet:
+    """Click prompts from a napari Points CSV (see the module docstring); raises :class:`PromptFileError`.
+
+    Points with 3 coordinates are (frame, y, x). With more, ``axes`` (the stack's label axes, e.g. ``("t", "z",
+    "y", "x")``) and ``frame_axis`` say which column is the frame; every other column must equal ``position``
+    (default 0), so a point on another plane is an error rather than a silent miss.
+    """
+    path = Path(path)
+    found, plane = read_clicks(path, axes=axes, frame_axis=frame_axis, position=position)
+    clicks: dict[int, list[FramePrompt]] = {}
+    for click in found:
+        clicks.setdefault(click.obj_id, []).append(FramePrompt(click.frame, click.yx, click.label))
     if not clicks:
         raise PromptFileError(f"{path} has no points, so no prompts")
     objects = tuple(
         ObjectPrompts(obj_id, None, merge_frame_prompts(found, f"{path}: object {obj_id}"))
         for obj_id, found in sorted(clicks.items())
     )
-    plane = {name: value for name, value in fixed.values()} if fixed else None
-    return PromptSet(objects, frame_axis if fixed else None, plane, None, str(path))
+    return PromptSet(objects, frame_axis if plane else None, plane, None, str(path))
