@@ -7,6 +7,7 @@ import numpy as np
 
 from tests.qt.conftest import TEST_MODEL
 from tests.qt.hand import Hand, find_canvas
+from tests.qt.test_screenshots import _save
 
 WAIT = 180000
 SIDE, FRAMES = 600, 3  # tiles of the 256-px test model: 3 × 3
@@ -116,5 +117,17 @@ def test_find_all_in_tiles_finds_each_cell_once(make_napari_viewer, qtbot, tmp_p
             best[obj_id] = max(scores, key=scores.get)
             assert scores[best[obj_id]] > 0.6, (obj_id, scores)
         assert sorted(best.values()) == list(range(1, 8)), best  # each cell once
+        qtbot.wait(100)
+        shot = np.asarray(viewer.screenshot(canvas_only=True, flash=False)).astype(int)[..., :3]
+        coloured = (shot.max(-1) - shot.min(-1) > 60).sum()  # the cells are grey: colour comes from the labels
+        assert coloured > 2000, coloured  # the found objects are drawn in their colours, not the unknown-id grey
+        # the user guide's picture: the found cells, with the tile borders drawn in for it (the widget draws none)
+        boxes = [[[y0, x0], [y1 - 1, x1 - 1]] for y0, x0, y1, x1 in c.session.layout.boxes]
+        viewer.add_shapes(boxes, shape_type="rectangle", edge_color="yellow", face_color="transparent",
+                          edge_width=2, name="tiles (drawn for the picture)")
+        viewer.window._qt_window.resize(1400, 900)  # as the other screenshots (rendered off screen)
+        viewer.layers.selection.active = c.layers.labels
+        qtbot.wait(100)
+        assert _save(viewer, "tiles_find_all.png").stat().st_size > 10_000
     finally:
         widget.stop()

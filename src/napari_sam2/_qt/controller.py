@@ -90,6 +90,7 @@ class TrackingController(QObject):
                                after_run=self._propagation_finished)  # Find all and Track all
         self.auto.progress_changed.connect(self.propagation_progress)
         self._edited_ids: set[int] = set()
+        self._coloured_objects = -1  # how many stored objects the labels colormap was last built for
         self.edits = StoreLabels(self.store, on_edit=self._on_hand_edit)  # napari's writes go through the store
         self.history = EditHistory(self.edits)
         self.layers = SessionLayers(viewer, image, choice, self.edits, self.source.shape2d,
@@ -342,6 +343,7 @@ class TrackingController(QObject):
     def _recolour(self) -> None:
         with self._quiet():
             self.layers.recolour(self.colours(), self.hidden)
+        self._coloured_objects = len(self.store.objects)
 
     # ------------------------------------------------------------------ prompts
     def _click_polarity(self, layer: Any, event: Any) -> Iterator[None]:
@@ -525,12 +527,15 @@ class TrackingController(QObject):
 
     def _propagated_frame(self, frame: int) -> None:
         self.memory.changed()
+        if len(self.store.objects) != self._coloured_objects:  # Find all / Track all added objects: their colours
+            self._recolour()
         self.layers.refresh_labels([frame])
         self.labels_written.emit([frame])
 
     def _propagation_finished(self, message: str) -> None:
         if self._closed:
             return
+        self._recolour()
         self.layers.refresh_labels()
         self.labels_written.emit(None)
         self.propagating.emit(False)
