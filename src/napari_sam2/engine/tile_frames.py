@@ -14,9 +14,12 @@ from .tiles import Box
 
 
 class SharedFrames:
-    """The last few full frames read from a stack, shared by the tiles' crops (one read per frame, not per tile)."""
+    """The last few full frames read from a stack, shared by the tiles' crops (one read per frame, not per tile).
 
-    def __init__(self, frames: Any, keep: int = 4) -> None:
+    ``keep`` covers the frames the tiles have in flight at once on a GPU (the frame shown, the one computed ahead
+    and the one read ahead), with room to spare: a frame evicted while other tiles still need it is read again."""
+
+    def __init__(self, frames: Any, keep: int = 8) -> None:
         self.frames = frames
         self.keep = keep
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
