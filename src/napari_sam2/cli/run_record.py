@@ -130,3 +130,33 @@ class RunRecord:
     def delete(self) -> None:
         """Remove the whole record and its states."""
         remove_tree(self.folder)
+
+
+def existing_record(out: Path, source: Any, key: str) -> RunRecord | None:
+    """Check an existing LABELS against the stack whose frame source is ``source`` (read-only); its record under
+    ``key`` (this run's frames), if any. A store killed while being created is none: this run completes it."""
+    from napari_sam2.cli.errors import CliError
+    from napari_sam2.io import LabelStore, UnfinishedStoreError
+
+    if out.exists() and not out.is_dir():
+        raise CliError(f"{out} is a file; LABELS must be a label store folder (e.g. labels.zarr)")
+    if not out.is_dir() or not any(out.iterdir()):
+        return None
+    try:
+        store = LabelStore.open(out, read_only=True)
+    except UnfinishedStoreError:
+        return None
+    store.view_for(source)  # raises LabelStoreError when the store belongs to another stack
+    return RunRecord.load(out, key)
+
+
+def restore_state(target: Any, record: RunRecord, errors: tuple[type[Exception], ...]) -> None:
+    """Load the run's saved engine state into ``target`` (a session or tracker with ``load_state`` and ``close``);
+    a state it refuses (one of ``errors``) closes it and stops the run in one line."""
+    from napari_sam2.cli.errors import CliError
+
+    try:
+        target.load_state(record.read_blob(record.data["state"]))
+    except errors as exc:
+        target.close()
+        raise CliError(f"{exc}; add --restart to segment again from the prompts") from None

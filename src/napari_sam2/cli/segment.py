@@ -23,14 +23,13 @@ import numpy as np
 from napari_sam2.cli.errors import CliError, UsageError
 from napari_sam2.cli.inputs import StackAndPrompts, open_stack_and_prompts, option_wording
 from napari_sam2.cli.progress import Progress
-from napari_sam2.cli.run_record import RunRecord, view_key
+from napari_sam2.cli.run_record import RunRecord, existing_record, restore_state, view_key
 from napari_sam2.cli.runner import Runner, SaveCadence
 from napari_sam2.cli.weights import ModelChoice, build_model, choose_model, pick_device
 from napari_sam2.io import (
     LabelStore,
     LabelStoreError,
     StackError,
-    UnfinishedStoreError,
     export_ctc,
     export_geff,
     export_ome_zarr,
@@ -70,20 +69,6 @@ class Plan:
 def say(args: Namespace, text: str) -> None:
     if not args.quiet:
         print(f"napari-sam2: {text}", file=sys.stderr, flush=True)
-
-
-def _existing_record(out: Path, data: StackAndPrompts, key: str) -> RunRecord | None:
-    """Check an existing LABELS against the stack (read-only); its record for this run's frames, if any."""
-    if out.exists() and not out.is_dir():
-        raise CliError(f"{out} is a file; LABELS must be a label store folder (e.g. labels.zarr)")
-    if not out.is_dir() or not any(out.iterdir()):
-        return None
-    try:
-        store = LabelStore.open(out, read_only=True)
-    except UnfinishedStoreError:
-        return None  # a run killed while creating it: this run completes it (LabelStore.for_source)
-    store.view_for(data.source)  # raises LabelStoreError when the store belongs to another stack
-    return RunRecord.load(out, key)
 
 
 def _check_writable(out: Path) -> None:
@@ -206,7 +191,7 @@ def plan_run(args: Namespace) -> Plan:
     data = open_stack_and_prompts(args.stack, args.prompts, args.axis, args.channel, args.position, args.axes)
     out = Path(args.out)
     key = view_key(data.source.frame_axis, data.source.position)
-    record = _existing_record(out, data, key)
+    record = existing_record(out, data.source, key)
     export = _check_export(args, data, record)
     model = choose_model(args.model, args.image_size, args.checkpoint, args.random_weights,
                          notify=lambda text: say(args, f"note: {text}"))
@@ -329,11 +314,7 @@ def _make_session(plan: Plan, model: Any, record: RunRecord, args: Namespace) ->
     if record.data["state"] is None:
         apply_prompts(session, plan)
         return session
-    try:
-        session.load_state(record.read_blob(record.data["state"]))
-    except (SessionStateError, ValueError) as exc:
-        session.close()
-        raise CliError(f"{exc}; add --restart to segment again from the prompts") from None
+    restore_state(session, record, (SessionStateError, ValueError))
     return session
 
 

@@ -23,9 +23,9 @@ import numpy as np
 from napari_sam2.cli.errors import CliError, UsageError
 from napari_sam2.cli.inputs import option_wording, parse_axes, parse_axis, parse_channel, parse_position
 from napari_sam2.cli.progress import Progress
-from napari_sam2.cli.run_record import RunRecord, view_key
+from napari_sam2.cli.run_record import RunRecord, existing_record, restore_state, view_key
 from napari_sam2.cli.weights import build_model, choose_model, pick_device
-from napari_sam2.io import LabelStore, LabelStoreError, StackError, UnfinishedStoreError
+from napari_sam2.io import LabelStore, LabelStoreError, StackError
 from napari_sam2.io.errors import describe_os_error
 from napari_sam2.io.prompt_file import PromptFileError
 from napari_sam2.io.stack_formats import open_raw
@@ -86,19 +86,6 @@ def _identity(source: VolumeSource, prompts: VolumePromptSet, path: Path, model:
             "precision": args.precision}
 
 
-def _existing_record(out: Path, source: VolumeSource, key: str) -> RunRecord | None:
-    if out.exists() and not out.is_dir():
-        raise CliError(f"{out} is a file; LABELS must be a label store folder (e.g. labels.zarr)")
-    if not out.is_dir() or not any(out.iterdir()):
-        return None
-    try:
-        store = LabelStore.open(out, read_only=True)
-    except UnfinishedStoreError:
-        return None
-    store.view_for(source.plane_source(0))  # raises when the store belongs to another stack
-    return RunRecord.load(out, key)
-
-
 def _export(args: Namespace, source: VolumeSource, store: LabelStore, record: RunRecord) -> None:
     if args.export is None:
         return
@@ -131,11 +118,7 @@ def _tracker(network: Any, source: VolumeSource, prompts: VolumePromptSet, recor
     intensity = None if np.dtype(source.dtype) == np.uint8 else source.intensity_range()
     tracker = VolumeTimeTracker(network, source, intensity_range=intensity, session_options=options)
     if record.data["state"] is not None:
-        try:
-            tracker.load_state(record.read_blob(record.data["state"]))
-        except (VolumeStateError, ValueError) as exc:
-            tracker.close()
-            raise CliError(f"{exc}; add --restart to segment again from the prompts") from None
+        restore_state(tracker, record, (VolumeStateError, ValueError))
         return tracker
     for p in prompts.prompts:
         q = p.prompt
@@ -169,7 +152,7 @@ def execute(args: Namespace) -> int:
     try:
         out = Path(args.out)
         key = view_key(f"{source.frame_axis}+{source.volume_axis}", source.position)
-        record = _existing_record(out, source, key)
+        record = existing_record(out, source.plane_source(0), key)
         if args.export is not None and Path(args.export_path).exists() and not (
                 record is not None and {"format": args.export, "path": str(Path(args.export_path).resolve())}
                 in record.data.get("exports", [])):
