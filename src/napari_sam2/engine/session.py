@@ -11,7 +11,7 @@ conditioning frame, so re-propagation keeps it — the reference's ``add_all_fra
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -397,7 +397,10 @@ class Session:
         ahead = self._ahead
         if ahead is not None and (ahead.frame, ahead.stopped, ahead.edits) == (frame, stopped, self._edits):
             self._ahead = None
-            return ahead.future.result()
+            try:
+                return ahead.future.result()
+            except CancelledError:  # another thread changed the session before it started
+                return None
         self._drop_ahead()
         return None
 
