@@ -83,8 +83,7 @@ def plan_batch(controller: Any, layer: Any) -> BatchPlan:
     image = layer_file(layer)
     inputs = image.resolve().parent if image is not None and image.exists() else \
         training_image(layer, choice.axes, folder)
-    session = controller.session
-    size = session.model.image_size if session is not None else controller.model.image_size
+    size = controller.image_size
     return BatchPlan(inputs, path.resolve(), (folder / "labels").resolve(), model, checkpoint, size)
 
 

@@ -184,6 +184,11 @@ class TrackingController(QObject):
     def busy(self) -> bool:
         return self.tasks.busy
 
+    @property
+    def image_size(self) -> int:
+        """The model's input size: the running session's model, else the chosen model."""
+        return self.session.model.image_size if self.session is not None else self.model.image_size
+
     # ------------------------------------------------------------------ model
     def _load(self, model: ModelChoice, device: str) -> None:
         def load() -> Iterator[LoadProgress]:

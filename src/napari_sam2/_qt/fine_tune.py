@@ -104,8 +104,7 @@ def plan_fine_tune(controller: Any, layer: Any, *, steps: int = DEFAULT_STEPS, t
     except OSError as err:
         raise ValueError(f"cannot create {folder}: {err.strerror or err}") from None
     start = start_of(controller.model)
-    session = controller.session
-    size = session.model.image_size if session is not None else controller.model.image_size
+    size = controller.image_size
     date = (today or datetime.date.today()).isoformat()
     image = training_image(layer, controller.choice.axes, folder)
     return FineTunePlan(store, image, controller.choice.frame_axis, start,
