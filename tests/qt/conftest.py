@@ -76,6 +76,30 @@ def start_from_checkpoint_file(viewer, widget, qtbot, tmp_path, *, frames: int, 
     return c, checkpoint
 
 
+def choose_settings(widget, image: str, model: str, store, *, tiling: str | None = None) -> None:
+    """Fill the session settings as a user would: the image layer, the model on the CPU, the label store (and the
+    tiling, when given)."""
+    settings = widget.settings
+    settings.image_combo.setCurrentText(image)
+    settings.model_combo.setCurrentText(model)
+    settings.device_combo.setCurrentText("cpu")
+    if tiling is not None:
+        settings.tiling_combo.setCurrentText(tiling)
+    settings.store_edit.setText(str(store))
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer):
+    """(viewer, widget) with the plugin's own model choices (checkpoint files, no test factories)."""
+    from napari_sam2._qt.widget import SAM2Widget
+
+    viewer = make_napari_viewer()
+    widget = SAM2Widget(viewer)
+    viewer.window.add_dock_widget(widget, name="SAM 2")
+    yield viewer, widget
+    widget.stop()
+
+
 @pytest.fixture
 def sam2_viewer(make_napari_viewer, tmp_path):
     """(viewer, widget, start) — ``start()`` starts a session on the stack and waits until the model is ready."""
@@ -89,11 +113,7 @@ def sam2_viewer(make_napari_viewer, tmp_path):
     def start(qtbot, data=None, store=None, name="cells") -> TrackingController:
         if data is not None or name not in viewer.layers:
             viewer.add_image(cell_stack() if data is None else data, name=name, axis_labels=("t", "y", "x"))
-        settings = widget.settings
-        settings.image_combo.setCurrentText(name)
-        settings.model_combo.setCurrentText(TEST_MODEL)
-        settings.device_combo.setCurrentText("cpu")
-        settings.store_edit.setText(str(store or tmp_path / "labels.sam2.zarr"))
+        choose_settings(widget, name, TEST_MODEL, store or tmp_path / "labels.sam2.zarr")
         controller = widget.start()
         assert controller is not None, widget.status_label.text()
         created.append(controller)

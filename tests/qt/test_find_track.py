@@ -10,7 +10,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtTest import QTest
 from qtpy.QtWidgets import QApplication, QMessageBox
 
-from tests.qt.conftest import answer_next_dialog
+from tests.qt.conftest import answer_next_dialog, choose_settings
 from tests.qt.hand import Hand, find_canvas
 from tests.qt.test_review import squares_store
 
@@ -53,11 +53,7 @@ def nuclei_stack(frames=FRAMES) -> np.ndarray:
 
 def start_starter(widget, viewer, qtbot, tmp_path):
     viewer.add_image(nuclei_stack(), name="nuclei", axis_labels=("t", "y", "x"))
-    settings = widget.settings
-    settings.image_combo.setCurrentText("nuclei")
-    settings.model_combo.setCurrentText(STARTER)
-    settings.device_combo.setCurrentText("cpu")
-    settings.store_edit.setText(str(tmp_path / "nuclei.sam2.zarr"))
+    choose_settings(widget, "nuclei", STARTER, tmp_path / "nuclei.sam2.zarr")
     c = widget.start()
     assert c is not None, widget.status_label.text()
     qtbot.waitUntil(lambda: c.session is not None and not c.busy, timeout=WAIT)

@@ -25,17 +25,6 @@ def start_from_checkpoint(viewer, widget, qtbot, tmp_path, frames=6):
     return c, checkpoint
 
 
-@pytest.fixture
-def viewer_widget(make_napari_viewer):
-    from napari_sam2._qt.widget import SAM2Widget
-
-    viewer = make_napari_viewer()
-    widget = SAM2Widget(viewer)
-    viewer.window.add_dock_widget(widget, name="SAM 2")
-    yield viewer, widget
-    widget.stop()
-
-
 def test_without_a_gpu_a_click_writes_the_job_script_and_shows_the_command(viewer_widget, qtbot, tmp_path):
     from napari_sam2.cli.main import build_parser
 

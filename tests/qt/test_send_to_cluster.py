@@ -14,17 +14,6 @@ from tests.qt.hand import Hand, find_canvas
 WAIT = 240000  # the CPU may be shared
 
 
-@pytest.fixture
-def viewer_widget(make_napari_viewer):
-    from napari_sam2._qt.widget import SAM2Widget
-
-    viewer = make_napari_viewer()
-    widget = SAM2Widget(viewer)
-    viewer.window.add_dock_widget(widget, name="SAM 2")
-    yield viewer, widget
-    widget.stop()
-
-
 @pytest.mark.slow
 def test_send_to_cluster_writes_the_prompts_the_batch_command_and_a_job_script(viewer_widget, qtbot, tmp_path):
     from napari_sam2.cli.inputs import open_stack_and_prompts

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.qt.conftest import TEST_MODEL
+from tests.qt.conftest import TEST_MODEL, choose_settings
 from tests.qt.hand import Hand, find_canvas
 from tests.qt.test_screenshots import _save
 
@@ -22,13 +22,8 @@ def large_stack() -> np.ndarray:
 
 
 def start_tiled(widget, image: str, model: str, store):
-    """Choose the image, the model on the CPU, "Tiles: on" and the store in the settings, then Start."""
-    s = widget.settings
-    s.image_combo.setCurrentText(image)
-    s.model_combo.setCurrentText(model)
-    s.device_combo.setCurrentText("cpu")
-    s.tiling_combo.setCurrentText("on")
-    s.store_edit.setText(str(store))
+    """The session settings with "Tiles: on", then Start."""
+    choose_settings(widget, image, model, store, tiling="on")
     return widget.start()
 
 

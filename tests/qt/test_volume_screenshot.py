@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from benchmarks.synthetic_volumes import central_click, nuclei_4d
 
+from tests.qt.conftest import choose_settings
 from tests.qt.test_screenshots import _save, screenshot_model
 
 
@@ -25,10 +26,7 @@ def test_screenshot_of_a_4d_propagation(make_napari_viewer, qtbot, tmp_path):
     z0 = int(np.median([z for z, _, _ in clicks.values()]))
     viewer.dims.set_point(0, 0)
     viewer.dims.set_point(1, z0)
-    settings = widget.settings
-    settings.model_combo.setCurrentText("starter (shipped)")
-    settings.device_combo.setCurrentText("cpu")
-    settings.store_edit.setText(str(tmp_path / "nuclei.sam2.zarr"))
+    choose_settings(widget, "nuclei 3D + t", "starter (shipped)", tmp_path / "nuclei.sam2.zarr")
     c = widget.start()
     qtbot.waitUntil(lambda: c.session is not None and not c.busy, timeout=60000)
     for k, (_, y, x) in clicks.items():
