@@ -22,6 +22,12 @@ def find_canvas(window_child: QWidget) -> QWidget:
     return canvases[0]
 
 
+def type_key(hand: Hand, key, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
+    """A key typed into the canvas, as a user types it with the pointer over the image."""
+    QTest.keyClick(hand.canvas, key, modifiers)
+    QApplication.processEvents()
+
+
 class Hand:
     """Drives ``canvas`` (found with :func:`find_canvas`) of ``viewer`` with the mouse."""
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from qtpy.QtCore import Qt
-from qtpy.QtTest import QTest
 from qtpy.QtWidgets import QApplication
 
-from tests.qt.hand import Hand, find_canvas
+from tests.qt.hand import Hand, find_canvas, type_key
 
 WAIT = 180000  # the CPU may be shared
 CTRL = Qt.KeyboardModifier.ControlModifier
@@ -18,12 +17,6 @@ CTRL = Qt.KeyboardModifier.ControlModifier
 
 def idle(controller, qtbot):
     qtbot.waitUntil(lambda: not controller.busy, timeout=WAIT)
-
-
-def type_key(hand, key, modifiers=Qt.KeyboardModifier.NoModifier):
-    """A key typed into the canvas, as a user types it with the pointer over the image."""
-    QTest.keyClick(hand.canvas, key, modifiers)
-    QApplication.processEvents()
 
 
 def activate(hand, layer):

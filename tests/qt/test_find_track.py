@@ -7,11 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from qtpy.QtCore import Qt
-from qtpy.QtTest import QTest
-from qtpy.QtWidgets import QApplication, QMessageBox
+from qtpy.QtWidgets import QMessageBox
 
 from tests.qt.conftest import answer_next_dialog, choose_settings
-from tests.qt.hand import Hand, find_canvas
+from tests.qt.hand import Hand, find_canvas, type_key
 from tests.qt.test_review import squares_store
 
 WAIT = 180000  # the CPU may be shared
@@ -62,11 +61,6 @@ def start_starter(widget, viewer, qtbot, tmp_path):
 
 def idle(c, qtbot):
     qtbot.waitUntil(lambda: not c.busy, timeout=WAIT)
-
-
-def type_key(hand, key, modifiers=Qt.KeyboardModifier.NoModifier):
-    QTest.keyClick(hand.canvas, key, modifiers)
-    QApplication.processEvents()
 
 
 def iou(a, b):

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 from qtpy.QtCore import Qt
-from qtpy.QtTest import QTest
-from qtpy.QtWidgets import QApplication
 
 from napari_sam2.io.label_store import LabelStore
 from tests.qt.conftest import FRAMES, SIZE, cell_stack
-from tests.qt.hand import Hand, find_canvas
+from tests.qt.hand import Hand, find_canvas, type_key
 
 WAIT = 180000  # the CPU may be shared
 SHIFT = Qt.KeyboardModifier.ShiftModifier
@@ -34,11 +32,6 @@ def squares_store(path, objects=OBJECTS, status="automatic") -> dict[int, tuple[
 
 def idle(controller, qtbot):
     qtbot.waitUntil(lambda: not controller.busy, timeout=WAIT)
-
-
-def type_key(hand, key, modifiers=Qt.KeyboardModifier.NoModifier):
-    QTest.keyClick(hand.canvas, key, modifiers)
-    QApplication.processEvents()
 
 
 def statuses(c):
