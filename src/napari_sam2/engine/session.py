@@ -155,8 +155,9 @@ class Session:
         """Begin object ``obj_id``'s track at ``first_frame`` (an object handed over from another tile of a tiled
         session): its results on earlier frames are discarded and no pass computes it there. Its prompts stay."""
         self._settle()
+        track = self._track(obj_id)
         self.track_starts[obj_id] = int(first_frame)
-        self._drop_tracked(self._track(obj_id), lambda frame: frame < first_frame)
+        self._drop_tracked(track, lambda frame: frame < first_frame)
 
     def forget_after(self, obj_id: int, frame: int) -> None:
         """Forget object ``obj_id``'s prompts and results on every frame after ``frame`` (its earlier ones stay), so
