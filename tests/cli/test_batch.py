@@ -215,3 +215,18 @@ def test_auto_is_passed_on_to_segment_or_reported_for_each_stack(tmp_path):
         if not segment_has_auto():  # issue 12's automatic mode is not in this segment yet: one line per stack
             assert job.error == "segment has no automatic mode (--auto) in this napari-sam2 yet: give --prompts or " \
                                 "--prompts-dir"
+
+
+def test_volume_options_reach_each_stacks_segment_command(tmp_path):
+    """A batch of (t, z, y, x) stacks: --axis t --volume-axis z (and tiles) go to every stack's segment run."""
+    for name in ("e1.tif", "e2.tif"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "p.json").write_text("[]")
+    args = build_parser().parse_args(["batch", str(tmp_path / "*.tif"), "--prompts", str(tmp_path / "p.json"),
+                                      "--out-dir", str(tmp_path / "out"), "--axis", "t", "--volume-axis", "z",
+                                      "--device", "cpu"])
+    jobs = plan_jobs(args)
+    assert len(jobs) == 2 and not any(job.error for job in jobs)
+    for job in jobs:
+        argv = list(job.argv)
+        assert argv[argv.index("--axis") + 1] == "t" and argv[argv.index("--volume-axis") + 1] == "z"

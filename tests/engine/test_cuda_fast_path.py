@@ -118,3 +118,36 @@ def test_pipelined_propagation_with_a_correction_equals_propagation_on_demand(se
     assert piped.keys() == plain.keys()
     for f in plain:
         np.testing.assert_array_equal(piped[f], plain[f])
+
+
+def test_compiled_memory_attention_chains_equal_the_unfused_step(setup):
+    """The element-wise chains of memory attention and the channel norms, compiled (what batches of 8 or more
+    objects run on CUDA), inside the replayed graph: equal to the unfused step in fp32, and in bf16 within the
+    precision's own noise."""
+    _, model, frames, _ = setup
+
+    def run(precision: str, fuse: bool) -> tuple[Session, dict[int, np.ndarray]]:
+        session = Session(model, frames, device="cuda", precision=precision, fill_hole_area=0)
+        session.tracker.graphs.fuse = fuse
+        for frame, obj_id, (y, x) in CLICKS:
+            session.add_points(frame, obj_id, [[y, x]], [1])
+        return session, {r.frame: r.logits for r in session.propagate(start=0)}
+
+    fused, fused32 = run("fp32", True)
+    ops = fused.tracker.graphs._ops[True]
+    compiled = {key[0] for key in ops._compiled}
+    assert ops.compile and not ops.failed and {"add_and_norm", "rotate", "layer_norm_2d"} <= compiled
+    assert fused.tracker.graphs.replays >= 10
+    _, plain32 = run("fp32", False)
+    for f in plain32:
+        np.testing.assert_allclose(fused32[f], plain32[f], rtol=1e-4, atol=1e-3)
+    fused, fused16 = run("bf16", True)
+    assert not fused.tracker.graphs._ops[True].failed
+    _, plain16 = run("bf16", False)
+    precision_gap = _disagreement(plain16, plain32)  # bf16 against fp32, both unfused
+    foreground = [int((plain16[f] > 0).sum()) for f in plain16]
+    print(f"foreground pixels per frame (bf16): first {foreground[:3]}, last {foreground[-3:]}")
+    assert min(foreground) > 100  # the objects are tracked, not lost: the comparison compares masks
+    print(f"mask disagreement: fused vs unfused bf16 {_disagreement(fused16, plain16):.5f}; "
+          f"unfused bf16 vs fp32 {precision_gap:.5f}")
+    assert _disagreement(fused16, plain16) <= max(precision_gap, 2e-3)

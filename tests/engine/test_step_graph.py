@@ -31,10 +31,11 @@ def frames():
 PROMPTS = [(1, 0, [[28, 28]]), (2, 3, [[58, 55]]), (3, 3, [[40, 70]]), (4, 1, [[70, 30]]), (5, 0, [[20, 60]])]
 
 
-def track(model, frames, prompts, **kw):
+def track(model, frames, prompts, fuse=None, **kw):
     session = Session(model, frames, device="cpu", **kw)
     if session.tracker.graphs is not None:
         session.tracker.graphs.eager_first = False  # static steps from the first tracked frame on
+        session.tracker.graphs.fuse = fuse
     for obj_id, frame, points in prompts:
         session.add_points(frame, obj_id, points, [1])
     results = {r.frame: r for r in session.propagate(start=0)}
@@ -53,6 +54,36 @@ def test_static_steps_equal_the_eager_steps_with_objects_prompted_on_different_f
         np.testing.assert_allclose(fast[f].logits, eager[f].logits, rtol=1e-5, atol=1e-4)
         np.testing.assert_allclose(fast[f].object_scores, eager[f].object_scores, rtol=1e-5, atol=1e-4)
         np.testing.assert_allclose(fast[f].logits, plain[f].logits, rtol=1e-4, atol=1e-3)
+
+
+def test_the_fusable_chains_of_memory_attention_equal_the_layers_forward(model, frames):
+    """Memory attention written as fusable element-wise chains (what CUDA compiles; here run as plain torch) gives
+    the eager step's logits on every frame."""
+    fused, fast = track(model, frames, PROMPTS, fuse=True, step_graphs=True)
+    _, eager = track(model, frames, PROMPTS, step_graphs=False, cache_memory_kv=True)
+    assert fused.tracker.graphs.static_steps >= 10 and fused.tracker.graphs._ops  # the chains ran
+    for f in fast:
+        np.testing.assert_allclose(fast[f].logits, eager[f].logits, rtol=1e-5, atol=1e-4)
+
+
+def test_a_chain_that_fails_to_compile_runs_plain_with_one_warning_each(monkeypatch, caplog):
+    from napari_sam2.model import fused_ops
+
+    def broken(fn):
+        def call(*args, **kwargs):
+            raise RuntimeError("Cannot find a working triton installation")
+        return call
+
+    monkeypatch.setattr(fused_ops, "_compile", broken)
+    ops = fused_ops.FusedOps(compile=True)
+    tgt, delta = torch.randn(2, 16, 8), torch.randn(2, 16, 8)
+    norm = (torch.rand(8) + 0.5, torch.randn(8), 1e-6)
+    out = ops.add_and_norm(tgt, delta, norm, torch.float32)
+    expected = torch.nn.functional.layer_norm(tgt + delta, (8,), norm[0], norm[1], 1e-6)
+    torch.testing.assert_close(out[1], expected)
+    ops.rotate(torch.randn(2, 1, 16, 8), torch.ones(16, 8), torch.zeros(16, 8))
+    ops.add_and_norm(tgt, delta, norm, torch.float32)
+    assert ops.failed == {"add_and_norm", "rotate"} and sum("triton" in r.getMessage() for r in caplog.records) == 2
 
 
 def test_each_object_in_a_static_batch_equals_the_object_tracked_alone(model, frames):

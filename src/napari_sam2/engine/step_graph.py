@@ -19,17 +19,20 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 
 from napari_sam2.model import FrameFeatures, PointerMemory, SAM2Model
+from napari_sam2.model.fused_ops import FusedOps
 from napari_sam2.model.memory_kv_cache import MemoryKV, MemoryKVCache, project_memory_bases
 from napari_sam2.model.memory_tokens import assemble_memory_tokens, per_object_distances
 
 from .postprocess import fill_holes
 
 MEMORY_DTYPE = torch.bfloat16  # the reference stores spatial memories in bfloat16, on every device
+FUSE_MIN_BATCH = 8  # batches from this many objects run memory attention's element-wise chains compiled (CUDA)
 
 
 def batch_bucket(count: int) -> int:
@@ -105,12 +108,16 @@ class TrackingGraphs:
 
     model / kv_cache: the session's model and its memory key/value cache (required: the graph reads memories as
     cached keys and values); fill_hole_area: as the tracker's. max_graphs: layouts kept at once (least recently
-    used dropped, with their device memory).
+    used dropped, with their device memory). fuse: run memory attention's element-wise chains as ``FusedOps``
+    (compiled on CUDA; the same operations in fewer passes) — by default on CUDA for batches of ``FUSE_MIN_BATCH``
+    objects or more, where those passes cost more than attention itself; ``True`` for every batch, ``False`` never.
     """
 
     def __init__(self, model: SAM2Model, kv_cache: MemoryKVCache, *, fill_hole_area: int,
-                 use_graphs: bool | None = None, max_graphs: int = 3) -> None:
+                 use_graphs: bool | None = None, max_graphs: int = 3, fuse: bool | None = None) -> None:
         self.model = model
+        self.fuse = fuse
+        self._ops: dict[bool, FusedOps] = {}
         self.kv_cache = kv_cache
         self.fill_hole_area = fill_hole_area
         self.use_graphs = use_graphs
@@ -177,6 +184,14 @@ class TrackingGraphs:
         self._layouts.clear()
 
     # -- internals -----------------------------------------------------------------------------------------
+    def _fused_ops(self, batch: int, x: torch.Tensor) -> FusedOps | None:
+        on = x.is_cuda and batch >= FUSE_MIN_BATCH if self.fuse is None else self.fuse
+        if not on:
+            return None
+        if x.is_cuda not in self._ops:
+            self._ops[x.is_cuda] = FusedOps(compile=x.is_cuda)
+        return self._ops[x.is_cuda]
+
     def _graphs_on(self, x: torch.Tensor) -> bool:
         return x.device.type == "cuda" if self.use_graphs is None else bool(self.use_graphs and x.is_cuda)
 
@@ -293,11 +308,14 @@ class TrackingGraphs:
         curr = vision.flatten(2).permute(2, 0, 1)
         curr_pos = rep(buffers.vision_pos).flatten(2).permute(2, 0, 1)
         kv = list(zip(buffers.keys, buffers.values, strict=True))
-        pix = model.memory_attention.attend_memory(curr, curr_pos, kv, (h, w)).permute(1, 2, 0).reshape(batch, c, h, w)
-        heads = model.run_heads(pix, (rep(buffers.high_res[0]), rep(buffers.high_res[1])),
-                                multimask_output=model.use_multimask(False, 0))
-        memory, _ = model.encode_memory(vision, heads.high_res_masks, heads.object_score_logits,
-                                        is_mask_from_points=False)
+        ops = self._fused_ops(batch, buffers.vision)
+        with nullcontext() if ops is None else ops.running():
+            pix = model.memory_attention.attend_memory(curr, curr_pos, kv, (h, w), ops)
+            pix = pix.permute(1, 2, 0).reshape(batch, c, h, w)
+            heads = model.run_heads(pix, (rep(buffers.high_res[0]), rep(buffers.high_res[1])),
+                                    multimask_output=model.use_multimask(False, 0))
+            memory, _ = model.encode_memory(vision, heads.high_res_masks, heads.object_score_logits,
+                                            is_mask_from_points=False)
         memory = memory.to(MEMORY_DTYPE)
         rotation = model.memory_attention.rotation((h, w), memory.device)
         new_kv = project_memory_bases(model.memory_attention, memory.to(buffers.vision.dtype), memory_pos, rotation)

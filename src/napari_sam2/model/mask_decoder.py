@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from napari_sam2.model import fused_ops
 from napari_sam2.model.common import MLP, LayerNorm2d
 from napari_sam2.model.config import SAM2Config
 from napari_sam2.model.prompt_encoder import PromptEncoder
@@ -183,8 +184,13 @@ class MaskDecoder(nn.Module):
                 raise ValueError("this decoder uses high-resolution features; pass [feat_s0, feat_s1]")
             deconv1, norm1, act1, deconv2, act2 = self.output_upscaling
             feat_s0, feat_s1 = high_res_features
-            upscaled = act1(norm1(deconv1(src) + feat_s1))
-            upscaled = act2(deconv2(upscaled) + feat_s0)
+            ops = fused_ops.active()  # in a tracking step with fused chains: sum, norm and GELU as one kernel
+            if ops is not None and _plain_gelu(act1) and _plain_gelu(act2):
+                upscaled = ops.add_norm_gelu_2d(deconv1(src), feat_s1, norm1.weight, norm1.bias, norm1.eps)
+                upscaled = ops.add_gelu(deconv2(upscaled), feat_s0)
+            else:
+                upscaled = act1(norm1(deconv1(src) + feat_s1))
+                upscaled = act2(deconv2(upscaled) + feat_s0)
         else:
             upscaled = self.output_upscaling(src)
 
@@ -258,3 +264,8 @@ def build_prompt_encoder_and_mask_decoder(config: SAM2Config) -> tuple[PromptEnc
 
 
 build_sam_heads = build_prompt_encoder_and_mask_decoder  # the name SAM2Base uses
+
+
+def _plain_gelu(module: nn.Module) -> bool:
+    """Whether an activation module is exact GELU (what the fused chains compute)."""
+    return isinstance(module, nn.GELU) and module.approximate == "none"

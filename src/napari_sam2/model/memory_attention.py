@@ -19,6 +19,7 @@ from torch import nn
 from napari_sam2.model.attention import Attention
 from napari_sam2.model.common import activation_fn
 from napari_sam2.model.config import SAM2Config
+from napari_sam2.model.fused_ops import FusedOps, norm_of, pair_tables
 from napari_sam2.model.rotary import apply_rotary, compute_axial_rotation, rotate_keys
 
 MemoryKV = tuple[torch.Tensor, torch.Tensor]
@@ -141,6 +142,24 @@ class MemoryAttentionLayer(nn.Module):
         # MLP
         return tgt + self.linear2(self.activation(self.linear1(self.norm3(tgt))))
 
+    def forward_fused(
+        self, tgt: torch.Tensor, x: torch.Tensor, memory_kv: MemoryKV, pairs: tuple[torch.Tensor, torch.Tensor],
+        ops: FusedOps,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward`` with its element-wise chains as ``ops`` (fusable): tgt (B, HW, d_model) and x = norm1(tgt)
+        in the compute dtype (from the previous chain) → (tgt after attention, the MLP's output still to add).
+
+        pairs: ``pair_tables`` of the HW grid's rotation.
+        """
+        attn = self.self_attn
+        q, k = ops.rotate_two(attn.separate_heads(attn.q_proj(x)), attn.separate_heads(attn.k_proj(x)), *pairs)
+        tgt, x = ops.add_and_norm(tgt, attn.attend(q, k, attn.separate_heads(attn.v_proj(x))),
+                                  norm_of(self.norm2), x.dtype)
+        attn = self.cross_attn_image
+        q = ops.rotate(attn.separate_heads(attn.q_proj(x)), *pairs)
+        tgt, x = ops.add_and_norm(tgt, attn.attend(q, *memory_kv), norm_of(self.norm3), x.dtype)
+        return tgt, self.linear2(self.activation(self.linear1(x)))
+
 
 class MemoryAttention(nn.Module):
     """A stack of ``MemoryAttentionLayer`` and a final LayerNorm.
@@ -202,17 +221,36 @@ class MemoryAttention(nn.Module):
         return self.attend_memory(curr, curr_pos, memory_kv, feat_hw)
 
     def attend_memory(
-        self, curr: torch.Tensor, curr_pos: torch.Tensor, memory_kv: list[MemoryKV], feat_hw: tuple[int, int]
+        self, curr: torch.Tensor, curr_pos: torch.Tensor, memory_kv: list[MemoryKV], feat_hw: tuple[int, int],
+        ops: FusedOps | None = None,
     ) -> torch.Tensor:
         """The layers on already projected memory keys and values (one (k, v) per layer, e.g. from a cache):
-        curr, curr_pos (HW, B, d_model) → (HW, B, d_model)."""
+        curr, curr_pos (HW, B, d_model) → (HW, B, d_model).
+
+        ``ops``: run each layer's element-wise chains as these (``FusedOps``, compiled or not) — the same
+        operations in the same precisions, in fewer passes over memory once compiled.
+        """
         rotation = self.rotation(feat_hw, curr.device)
+        if ops is not None:
+            return self._attend_fused(curr, curr_pos, memory_kv, rotation, ops)
         # pos_enc_at_input, then batch-first in memory: every layer's norms, projections and residual sums read
         # contiguous rows (a transposed view would be copied again by each of them)
         output = (curr + 0.1 * curr_pos).transpose(0, 1).contiguous()
         for layer, kv in zip(self.layers, memory_kv, strict=True):
             output = layer(output, kv, rotation)
         return self.norm(output).transpose(0, 1)
+
+    def _attend_fused(self, curr, curr_pos, memory_kv, rotation, ops: FusedOps) -> torch.Tensor:
+        device = curr.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else curr.dtype
+        pairs = pair_tables(rotation)
+        tgt, x = ops.input_and_norm(curr, curr_pos, norm_of(self.layers[0].norm1), dtype)
+        last = len(self.layers) - 1
+        for i, (layer, kv) in enumerate(zip(self.layers, memory_kv, strict=True)):
+            tgt, delta = layer.forward_fused(tgt, x, kv, pairs, ops)
+            if i < last:
+                tgt, x = ops.add_and_norm(tgt, delta, norm_of(self.layers[i + 1].norm1), dtype)
+        return ops.add_and_final_norm(tgt, delta, norm_of(self.norm)).transpose(0, 1)
 
 
 def build_memory_attention(config: SAM2Config) -> MemoryAttention:

@@ -12,6 +12,7 @@ import math
 import torch
 from torch import nn
 
+from napari_sam2.model import fused_ops
 from napari_sam2.model.common import LayerNorm2d
 from napari_sam2.model.config import SAM2Config
 from napari_sam2.model.position_encoding import PositionEmbeddingSine
@@ -48,7 +49,13 @@ class MaskDownSampler(nn.Module):
         self.encoder.append(nn.Conv2d(channels, embed_dim, kernel_size=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)
+        ops = fused_ops.active()  # in a tracking step with fused chains: norm and GELU as one kernel
+        if ops is None:
+            return self.encoder(x)
+        layers = list(self.encoder)
+        for conv, norm in zip(layers[:-1:3], layers[1::3], strict=True):
+            x = ops.norm_gelu_2d(conv(x), norm.weight, norm.bias, norm.eps)
+        return layers[-1](x)
 
 
 class CXBlock(nn.Module):

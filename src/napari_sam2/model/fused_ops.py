@@ -1,0 +1,220 @@
+"""The element-wise steps of memory attention, written so that a compiler can fuse each into one kernel.
+
+With many objects in a batch, memory attention spends more GPU time in element-wise passes over (B, HW, C) tensors
+than in attention itself: every layer norm reads float32 and writes float32, each projection then casts that to
+half precision again, a residual sum mixes half and single precision, and the rotary encoding takes four passes
+(../shared/docs/PERFORMANCE.md, docs/benchmarks.md). Each function here is one such chain — residual sum + layer
+norm + cast, rotation of queries and keys, the channel layer norm (and GELU) of the mask and memory convolutions —
+in plain torch; ``FusedOps(compile=True)`` runs them through
+``torch.compile`` (Inductor turns each into one generated kernel), and falls back to the plain functions, with one
+warning, where compiling fails (no Triton, no C compiler). The compiled kernels are cached on disk
+(``cache_dir``), so a new process pays only the tracing (seconds), not the compile.
+
+Numerics: the same operations in the same precisions as the unfused layer (layer norms and the rotation in float32,
+their results rounded once to the compute dtype); a compiled kernel may only reorder float32 sums.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+Norm = tuple[torch.Tensor, torch.Tensor, float]  # a layer norm's weight, bias and eps (``norm_of``)
+COMPILE_ENV = "NAPARI_SAM2_COMPILE"  # "0": never compile the fused steps
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels are kept between processes (Inductor's cache, unless ``TORCHINDUCTOR_CACHE_DIR`` is
+    set): ``torchinductor`` in the model cache (``NAPARI_SAM2_CACHE``, else ``~/.cache/napari-sam2``)."""
+    from napari_sam2.model.hub import default_cache_dir
+
+    return default_cache_dir() / "torchinductor"
+
+
+def input_and_norm(
+    curr: torch.Tensor, curr_pos: torch.Tensor, norm: Norm, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The layers' input curr + 0.1 · pos, batch-first and contiguous, and its first norm in ``dtype``.
+
+    curr, curr_pos (HW, B, C) → tgt (B, HW, C) in curr's dtype, x (B, HW, C) in ``dtype``.
+    """
+    tgt = (curr + 0.1 * curr_pos).transpose(0, 1).contiguous()
+    return tgt, _norm(tgt, norm).to(dtype)
+
+
+def add_and_norm(
+    tgt: torch.Tensor, delta: torch.Tensor, norm: Norm, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Residual sum and the next pre-norm: tgt (B, N, C), delta (B, N, C) any dtype → (tgt + delta, its norm in
+    ``dtype``)."""
+    tgt = tgt + delta
+    return tgt, _norm(tgt, norm).to(dtype)
+
+
+def add_and_final_norm(tgt: torch.Tensor, delta: torch.Tensor, norm: Norm) -> torch.Tensor:
+    """The last residual sum and the stack's final norm: (B, N, C) → (B, N, C) float32 (as the unfused norm under
+    autocast)."""
+    return _norm(tgt + delta, norm)
+
+
+def rotate(x: torch.Tensor, cos_pairs: torch.Tensor, sin_pairs: torch.Tensor) -> torch.Tensor:
+    """Rotary encoding of x (B, heads, N, D) by ``pair_tables`` of its N-token grid, in float32, back to x's dtype."""
+    xf = x.float()
+    swapped = xf.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # x₁ x₀ x₃ x₂ …
+    return (xf * cos_pairs + swapped * sin_pairs).to(x.dtype)
+
+
+def rotate_two(
+    q: torch.Tensor, k: torch.Tensor, cos_pairs: torch.Tensor, sin_pairs: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rotate`` of the self-attention's queries and keys (same grid) in one call."""
+    return rotate(q, cos_pairs, sin_pairs), rotate(k, cos_pairs, sin_pairs)
+
+
+def layer_norm_2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """Layer norm over the channel axis of a (B, C, H, W) map (``LayerNorm2d``), → (B, C, H, W)."""
+    mean = x.mean(1, keepdim=True)
+    var = (x - mean).pow(2).mean(1, keepdim=True)
+    x = (x - mean) / torch.sqrt(var + eps)
+    return weight[:, None, None] * x + bias[:, None, None]
+
+
+def norm_gelu_2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """GELU of ``layer_norm_2d`` (the mask downsampler's steps after each convolution): (B, C, H, W) → same."""
+    return F.gelu(layer_norm_2d(x, weight, bias, eps))
+
+
+def add_norm_gelu_2d(
+    x: torch.Tensor, skip: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float
+) -> torch.Tensor:
+    """GELU of ``layer_norm_2d`` of x + skip (the mask decoder's first upscaling, skip = the stride-8 features)."""
+    return F.gelu(layer_norm_2d(x + skip, weight, bias, eps))
+
+
+def add_gelu(x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """GELU of x + skip (the mask decoder's second upscaling, skip = the stride-4 features)."""
+    return F.gelu(x + skip)
+
+
+def pair_tables(rotation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A rotation table (N, D / 2, 2) of cos/sin → (cos_pairs, sin_pairs), each (N, D) float32: c₀ c₀ c₁ c₁ … and
+    −s₀ s₀ −s₁ s₁ …, so that a rotation is x · cos_pairs + swap(x) · sin_pairs."""
+    cos, sin = rotation.unbind(-1)
+    return cos.repeat_interleave(2, dim=-1), torch.stack([-sin, sin], dim=-1).flatten(-2)
+
+
+def norm_of(module: nn.LayerNorm) -> Norm:
+    """A layer norm's (weight, bias, eps), the form the chains take (tensors, not the module: a compiled chain is
+    then one graph for every layer's norm)."""
+    return module.weight, module.bias, module.eps
+
+
+def _norm(x: torch.Tensor, norm: Norm) -> torch.Tensor:
+    weight, bias, eps = norm
+    return F.layer_norm(x.float(), (x.shape[-1],), weight, bias, eps)
+
+
+_COMPILED: dict[tuple, Callable] = {}  # (chain, dtype, specialised sizes) → compiled function
+_ACTIVE: ContextVar[FusedOps | None] = ContextVar("napari_sam2_fused_ops", default=None)
+
+
+def active() -> FusedOps | None:
+    """The ``FusedOps`` that modules without an ``ops`` argument (``LayerNorm2d``) use in this thread, if any."""
+    return _ACTIVE.get()
+
+
+class FusedOps:
+    """The chains above, compiled (``compile=True``: once per process, from the disk cache after the first) or
+    plain. Attributes of the same names as the module's functions; ``running()`` makes them ``active()``."""
+
+    def __init__(self, compile: bool) -> None:
+        self.compile = compile and os.environ.get(COMPILE_ENV, "1") != "0"
+        self.failed: set[str] = set()  # chains that did not compile (they run plain)
+        self._compiled = _COMPILED  # shared by every session of the process
+
+    @contextmanager
+    def running(self) -> Iterator[FusedOps]:
+        token = _ACTIVE.set(self)
+        try:
+            yield self
+        finally:
+            _ACTIVE.reset(token)
+
+    def __getattr__(self, name: str) -> Callable:
+        plain = _CHAINS.get(name)
+        if plain is None:
+            raise AttributeError(name)
+        if not self.compile or name in self.failed:
+            return plain
+        dynamic, specialised = _DYNAMIC_DIMS[name], _SPECIALISED_DIMS.get(name, ())
+
+        def call(*args):
+            if name in self.failed:
+                return plain(*args)
+            # a compiled function of its own per dtype (and specialised size): dynamo recompiles one at most 8 times
+            key = (name, args[0].dtype, *(args[i].shape[d] for i, d in specialised))
+            compiled = self._compiled.get(key)
+            if compiled is None:
+                compiled = self._compiled[key] = _compile(plain)
+            for index, dims in dynamic.items():  # e.g. the batch: one kernel for every object count
+                for dim in dims:
+                    if args[index].shape[dim] > 1:
+                        torch._dynamo.maybe_mark_dynamic(args[index], dim)
+            try:
+                return compiled(*args)
+            except Exception as error:  # no Triton / compiler, or an unsupported op: the plain chain, same results
+                self.failed.add(name)
+                log.warning("napari-sam2: compiling %s failed (%s); running it unfused", name,
+                            str(error).splitlines()[0] if str(error) else type(error).__name__)
+                return plain(*args)
+
+        return call
+
+
+_CHAINS: dict[str, Callable] = {
+    "input_and_norm": input_and_norm,
+    "add_and_norm": add_and_norm,
+    "add_and_final_norm": add_and_final_norm,
+    "rotate": rotate,
+    "rotate_two": rotate_two,
+    "layer_norm_2d": layer_norm_2d,
+    "norm_gelu_2d": norm_gelu_2d,
+    "add_norm_gelu_2d": add_norm_gelu_2d,
+    "add_gelu": add_gelu,
+}
+# per chain, per tensor argument, the dims compiled as symbols (the rest specialise: a new grid is a new kernel, a
+# new batch size is not)
+_DYNAMIC_DIMS: dict[str, dict[int, tuple[int, ...]]] = {
+    "input_and_norm": {0: (1,), 1: (1,)},
+    "add_and_norm": {0: (0,), 1: (0,)},
+    "add_and_final_norm": {0: (0,), 1: (0,)},
+    "rotate": {0: (0,)},
+    "rotate_two": {0: (0,), 1: (0,)},
+    "layer_norm_2d": {0: (0, 2, 3)},
+    "norm_gelu_2d": {0: (0, 2, 3)},
+    "add_norm_gelu_2d": {0: (0,), 1: (0,)},
+    "add_gelu": {0: (0,), 1: (0,)},
+}
+_SPECIALISED_DIMS: dict[str, tuple[tuple[int, int], ...]] = {  # (argument, dim): a compiled copy per size
+    "layer_norm_2d": ((0, 1),),
+    "norm_gelu_2d": ((0, 1),),
+}
+
+
+def _compile(fn: Callable) -> Callable:
+    """``torch.compile`` of a fresh copy of ``fn`` (dynamo keeps its compiled graphs, and counts recompiles, per code
+    object: a copy has its own)."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir()))
+    copy = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    return torch.compile(copy, dynamic=None, fullgraph=True)
