@@ -39,7 +39,7 @@ from napari_sam2.engine import Session  # noqa: E402
 from napari_sam2.model import build_sam2  # noqa: E402
 
 MODELS = os.environ.get("MODELS", "tiny,large").split(",")
-OBJS = [int(x) for x in os.environ.get("OBJS", "1,5,20,100").split(",")]
+OBJS = [int(x) for x in os.environ.get("OBJS", "1,5,20,100").split(",") if x]  # empty: click latency only
 NFRAMES = int(os.environ.get("NFRAMES", 120))
 MEMORY = [int(x) for x in os.environ.get("MEMORY", "300,3000").split(",") if x]
 REF_FRAMES_MANY = int(os.environ.get("REF_FRAMES_MANY", 32))

@@ -56,8 +56,9 @@ class SaveCadence:
 class BackgroundWriter:
     """Merges frame results into the label store in a thread, in order, while the next frames compute.
 
-    A write error is raised by the next ``put`` or ``flush``. The logits reach the host before they are queued
-    (in the thread that computed them), so the thread only merges and writes.
+    A write error is raised by the next ``put`` or ``flush``. A result is queued as it is: the thread reads its
+    owner map (``FrameResult.owners``: 2 bytes a pixel, copied off the GPU while the next frame computes), and its
+    float logits only where the merge needs them (an object painted by hand on that frame).
     """
 
     def __init__(self, view: Any, depth: int = 2) -> None:
@@ -90,7 +91,7 @@ class BackgroundWriter:
         if hasattr(result, "crops"):  # a tiled session's result: crops in boxes, never (K, H, W)
             self._queue.put((result.frame, result.obj_ids, result.boxes, result.crops))
         else:
-            self._queue.put((result.frame, result.obj_ids, result.logits))
+            self._queue.put((result.frame, result.obj_ids, result))
 
     def flush(self) -> None:
         """Wait until every queued frame is written."""

@@ -27,7 +27,7 @@ import torch
 from napari_sam2.model import FrameFeatures, PointerMemory, SAM2Model
 from napari_sam2.model.fused_ops import FusedOps
 from napari_sam2.model.memory_kv_cache import MemoryKV, MemoryKVCache, project_memory_bases
-from napari_sam2.model.memory_tokens import assemble_memory_tokens, per_object_distances
+from napari_sam2.model.memory_tokens import assemble_memory_tokens, per_object_distances, tokens_per_pointer
 
 from .postprocess import fill_holes
 
@@ -79,20 +79,14 @@ class _Buffers:
         shape = (batch, heads, self.spatial_tokens + pointer_tokens, head_dim)
         self.keys = [torch.zeros(shape, dtype=k0.dtype, device=device) for _ in first]
         self.values = [torch.zeros(shape, dtype=v0.dtype, device=device) for _ in first]
-        self.dst = [
-            target[b : b + 1, :, j * grid : (j + 1) * grid]
-            for layer in range(len(first))
-            for target in (self.keys[layer], self.values[layer])
-            for b in range(batch)
-            for j in range(num_spatial)
-        ]
+
+        def views(target: torch.Tensor) -> list[torch.Tensor]:  # object b's memory j, b-major
+            return [target[b : b + 1, :, j * grid : (j + 1) * grid] for b in range(batch) for j in range(num_spatial)]
+
+        key_views, value_views = [views(k) for k in self.keys], [views(v) for v in self.values]
+        self.dst = [view for layer in range(len(first)) for view in key_views[layer] + value_views[layer]]
         # each object's keys get its memories' slot encodings added after the copy (one multi-tensor add)
-        self.key_dst = [
-            self.keys[layer][b : b + 1, :, j * grid : (j + 1) * grid]
-            for layer in range(len(first))
-            for b in range(batch)
-            for j in range(num_spatial)
-        ]
+        self.key_dst = [view for layer_views in key_views for view in layer_views]
         self.key_tables = [
             tables[layer][:, :, j * grid : (j + 1) * grid]
             for layer in range(len(first))
@@ -220,8 +214,7 @@ class TrackingGraphs:
         return buffers
 
     def _pointer_token_count(self, num_pointers: int) -> int:
-        channels, mem_dim = self.model.config.d_model, self.model.config.mem_dim
-        return num_pointers * (channels // mem_dim if mem_dim < channels else 1)
+        return num_pointers * tokens_per_pointer(self.model.config.d_model, self.model.config.mem_dim)
 
     def _fill(self, buffers: _Buffers, features: FrameFeatures, bases, pointers: Sequence[PointerMemory],
               batch: int) -> None:

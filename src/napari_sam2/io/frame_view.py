@@ -19,6 +19,7 @@ from napari_sam2.io.session_records import Prompt
 
 if TYPE_CHECKING:
     from napari_sam2.io.label_store import LabelStore
+    from napari_sam2.io.merge import RankedResult
 
 
 def resolve_view(
@@ -119,9 +120,10 @@ class FrameView:
         return self.store.plane_provenance(self._coords(frame))
 
     def write_result(
-        self, frame: int, obj_ids: Sequence[int], logits: np.ndarray, *, source: str = "propagation"
+        self, frame: int, obj_ids: Sequence[int], logits: np.ndarray | RankedResult, *, source: str = "propagation"
     ) -> np.ndarray:
-        """Merge SAM 2's output for ``obj_ids`` — ``logits`` (K, H, W) float — into frame ``frame``.
+        """Merge SAM 2's output for ``obj_ids`` — ``logits`` (K, H, W) float, or a ``RankedResult`` of them (an
+        engine ``FrameResult``: only its owner map leaves the GPU) — into frame ``frame``.
 
         Pixel → the carried object with the highest logit > 0; pixels of objects painted by hand on this frame are
         kept; the result replaces the previous pixels of the objects it carries (full rule in ``merge``).
@@ -138,11 +140,12 @@ class FrameView:
         return self.store.write_sparse_result_at(self._coords(frame), obj_ids, boxes, crops, source=source)
 
     def write_frame_result(self, result: Any, *, source: str = "propagation") -> np.ndarray:
-        """:meth:`write_result` for an engine ``FrameResult`` (``.frame``, ``.obj_ids``, ``.logits``), or
+        """:meth:`write_result` for an engine ``FrameResult`` (``.frame``, ``.obj_ids``, ``.owners`` or ``.logits``), or
         :meth:`write_sparse_result` for a ``TiledFrameResult`` (``.boxes``, ``.crops``)."""
         if hasattr(result, "crops"):
             return self.write_sparse_result(result.frame, result.obj_ids, result.boxes, result.crops, source=source)
-        return self.write_result(result.frame, result.obj_ids, result.logits, source=source)
+        ranked = result if hasattr(result, "owners") else result.logits  # only the owner map leaves the GPU
+        return self.write_result(result.frame, result.obj_ids, ranked, source=source)
 
     def write_manual(self, frame: int, labels2d: np.ndarray, *, obj_ids: Iterable[int] | None = None) -> np.ndarray:
         """Store hand-painted labels (H, W) for frame ``frame``; objects whose pixels changed (or ``obj_ids``)

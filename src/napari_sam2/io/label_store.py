@@ -38,7 +38,14 @@ from napari_sam2.io.atomic_store import (
 from napari_sam2.io.colours import default_colour, normalise_colour
 from napari_sam2.io.errors import LabelStoreError, UnfinishedStoreError, write_error
 from napari_sam2.io.frame_view import FrameView, resolve_view
-from napari_sam2.io.merge import check_obj_ids, merge_edit, merge_manual, merge_result, merge_sparse_result
+from napari_sam2.io.merge import (
+    RankedResult,
+    check_obj_ids,
+    merge_edit,
+    merge_manual,
+    merge_result,
+    merge_sparse_result,
+)
 from napari_sam2.io.session_records import (
     OBJECT_STATUSES,
     ObjectInfo,
@@ -413,9 +420,11 @@ class LabelStore:
             return new_labels
 
     def write_result_at(
-        self, coords: Sequence[int], obj_ids: Sequence[int], logits: np.ndarray, *, source: str = "propagation"
+        self, coords: Sequence[int], obj_ids: Sequence[int], logits: np.ndarray | RankedResult, *,
+        source: str = "propagation",
     ) -> np.ndarray:
-        """Merge a result into the frame at ``coords`` (rule in ``merge``); returns the new (H, W) frame."""
+        """Merge a result — (K, H, W) logits or a ``RankedResult`` — into the frame at ``coords`` (rule in ``merge``);
+        returns the new (H, W) frame."""
         return self._modify_plane(coords, lambda lab, prov: merge_result(lab, prov, obj_ids, logits, source))
 
     def write_sparse_result_at(

@@ -3,7 +3,8 @@
 Provenance: per frame and object, one of ``"prompt"`` (a result computed on a frame the user prompted),
 ``"propagation"`` (a result carried there by SAM 2's memory) or ``"manual"`` (painted by hand).
 
-Merge rule of :func:`merge_result` — a result ``(obj_ids, logits)`` written to a frame:
+Merge rule of :func:`merge_result` — a result ``(obj_ids, logits)`` written to a frame (or the result's ``owners``
+map, :class:`RankedResult`, which is all the rule needs when no object is dropped by rule 1):
 
 1. *User edits win.* With ``source="propagation"``, objects of the result whose content on this frame is
    ``"manual"`` are dropped from it: their hand-painted pixels stay exactly as painted. (A ``"prompt"`` result is a
@@ -26,6 +27,7 @@ undo restores what the frame's objects were before the undone stroke).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -52,36 +54,53 @@ def check_obj_ids(obj_ids: Iterable[int]) -> list[int]:
     return ids
 
 
+class RankedResult(Protocol):
+    """A result that can be merged without moving every object's logits to the host.
+
+    ``owners``: (H, W) integer, the index (into the result's objects) of the object with the highest logit at each
+    pixel where that logit is > 0 (NaN counts as −∞, ties go to the first), −1 where no logit is > 0 — all that
+    rule 3 needs when every object of the result is carried. ``logits``: (K, H, W) float, read only when some object
+    is dropped by rule 1 (then the highest logit among the others decides).
+    """
+
+    @property
+    def owners(self) -> np.ndarray: ...
+
+    @property
+    def logits(self) -> np.ndarray: ...
+
+
 def merge_result(
     current: np.ndarray,
     provenance: Mapping[int, str],
     obj_ids: Sequence[int],
-    logits: np.ndarray,
+    logits: np.ndarray | RankedResult,
     source: str,
 ) -> tuple[np.ndarray, Provenance]:
     """The frame after writing a result, and its provenance (see the module rule).
 
-    ``current``: (H, W) uint32 stored labels; ``logits``: (K, H, W) float, one plane per id of ``obj_ids``.
+    ``current``: (H, W) uint32 stored labels; ``logits``: (K, H, W) float, one plane per id of ``obj_ids``, or a
+    :class:`RankedResult` of them.
     """
     if source not in RESULT_SOURCES:
         raise LabelStoreError(f"source must be one of {RESULT_SOURCES}, got {source!r}")
     ids = check_obj_ids(obj_ids)
-    logits = np.asarray(logits)
-    if logits.ndim != 3 or logits.shape[0] != len(ids) or logits.shape[1:] != current.shape:
-        raise LabelStoreError(
-            f"logits of shape {logits.shape} do not fit {len(ids)} objects on a frame of shape {current.shape}; "
-            "expected (K, H, W)"
-        )
     keep = [k for k, o in enumerate(ids) if not (source == PROPAGATION and provenance.get(o) == MANUAL)]
+    ranked = logits if hasattr(logits, "owners") else None
+    if ranked is not None and len(keep) == len(ids):
+        best = np.asarray(ranked.owners)
+        if best.shape != current.shape:
+            raise LabelStoreError(f"object owners of shape {best.shape} do not fit a frame of shape {current.shape}")
+        claimed = best >= 0
+        if claimed.any() and int(best.max()) >= len(ids):
+            raise LabelStoreError(f"object owners name index {int(best.max())} of a result of {len(ids)} objects")
+    else:
+        scores = _check_logits(np.asarray(ranked.logits if ranked is not None else logits), ids, current.shape)
+        best, claimed = _owners(scores[keep]) if keep else (None, None)
     carried = np.asarray([ids[k] for k in keep], dtype=np.uint32)
     out = current.copy()
     if carried.size:
         out[np.isin(out, carried)] = 0
-        scores = logits[keep].astype(np.float32, copy=False)
-        if np.isnan(scores).any():
-            scores = np.where(np.isnan(scores), -np.inf, scores)
-        best, top = _argmax_planes(scores)
-        claimed = top > 0
         manual_others = [o for o, s in provenance.items() if s == MANUAL and o not in set(carried.tolist())]
         if manual_others:
             claimed &= ~np.isin(out, np.asarray(manual_others, dtype=np.uint32))
@@ -90,6 +109,24 @@ def merge_result(
     for o in carried.tolist():
         new_provenance[int(o)] = source
     return out, new_provenance
+
+
+def _check_logits(logits: np.ndarray, ids: Sequence[int], shape: tuple[int, ...]) -> np.ndarray:
+    if logits.ndim != 3 or logits.shape[0] != len(ids) or logits.shape[1:] != shape:
+        raise LabelStoreError(
+            f"logits of shape {logits.shape} do not fit {len(ids)} objects on a frame of shape {shape}; "
+            "expected (K, H, W)"
+        )
+    return logits
+
+
+def _owners(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rule 3 on (K, H, W) logits: per pixel the index of the highest logit and whether it is > 0 (NaN as −∞)."""
+    scores = logits.astype(np.float32, copy=False)
+    if np.isnan(scores).any():
+        scores = np.where(np.isnan(scores), -np.inf, scores)
+    best, top = _argmax_planes(scores)
+    return best, top > 0
 
 
 def merge_sparse_result(

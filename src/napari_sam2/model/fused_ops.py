@@ -167,11 +167,11 @@ class FusedOps:
             compiled = self._compiled.get(key)
             if compiled is None:
                 compiled = self._compiled[key] = _compile(plain)
-            for index, dims in dynamic.items():  # e.g. the batch: one kernel for every object count
-                for dim in dims:
-                    if args[index].shape[dim] > 1:
-                        torch._dynamo.maybe_mark_dynamic(args[index], dim)
             try:
+                for index, dims in dynamic.items():  # e.g. the batch: one kernel for every object count
+                    for dim in dims:
+                        if args[index].shape[dim] > 1:
+                            torch._dynamo.maybe_mark_dynamic(args[index], dim)
                 return compiled(*args)
             except Exception as error:  # no Triton / compiler, or an unsupported op: the plain chain, same results
                 self.failed.add(name)

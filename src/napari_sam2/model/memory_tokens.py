@@ -98,14 +98,20 @@ def assemble_memory_tokens(
             pos = pos.expand(-1, batch, mem_dim)
         else:
             pos = ptrs.new_zeros(num_ptrs, batch, mem_dim)
-        if mem_dim < channels:
-            split = channels // mem_dim
+        split = tokens_per_pointer(channels, mem_dim)
+        if split > 1:
             ptrs = ptrs.reshape(num_ptrs, batch, split, mem_dim).permute(0, 2, 1, 3).flatten(0, 1)
             pos = pos.repeat_interleave(split, dim=0)
         tokens.append(ptrs)
         positions.append(pos)
         num_pointer_tokens = ptrs.shape[0]
     return MemoryTokens(torch.cat(tokens, dim=0), torch.cat(positions, dim=0), num_pointer_tokens)
+
+
+def tokens_per_pointer(channels: int, mem_dim: int) -> int:
+    """How many memory tokens one object pointer of ``channels`` becomes: split into ``mem_dim``-wide pieces where the
+    memory is narrower (SAM 2: 256 → 4 tokens of 64), else one."""
+    return channels // mem_dim if mem_dim < channels else 1
 
 
 def pointer_position_encoding(
