@@ -151,3 +151,22 @@ def test_compiled_memory_attention_chains_equal_the_unfused_step(setup):
     print(f"mask disagreement: fused vs unfused bf16 {_disagreement(fused16, plain16):.5f}; "
           f"unfused bf16 vs fp32 {precision_gap:.5f}")
     assert _disagreement(fused16, plain16) <= max(precision_gap, 2e-3)
+
+
+def test_owner_maps_copied_beside_the_masks_equal_those_of_the_logits(setup):
+    """The owner map each propagation result copies to pinned memory on the side stream (what the command and the
+    widget write from) equals the one computed from its logits on the host."""
+    from napari_sam2.engine.result import owner_index
+
+    _, model, frames, _ = setup
+    session = Session(model, frames, device="cuda", precision="bf16")
+    for frame, obj_id, (y, x) in CLICKS:
+        session.add_points(frame, obj_id, [[y, x]], [1])
+    checked = 0
+    for result in session.propagate(start=0, max_frames=12):
+        owners = result.owners
+        expected = owner_index(torch.from_numpy(result.logits)).numpy()
+        np.testing.assert_array_equal(owners, expected)
+        checked += int((owners >= 0).sum() > 0)
+    session.close()
+    assert checked >= 10
