@@ -68,6 +68,23 @@ def add_and_final_norm(tgt: torch.Tensor, delta: torch.Tensor, norm: Norm) -> to
     return _norm(tgt + delta, norm)
 
 
+def key_inputs(keys: torch.Tensor, key_pe: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mask decoder's image tokens as attention inputs: (keys + key_pe, keys), each (B, N, C) in ``dtype``, from
+    keys (B, N, C) (often a strided view of the image embedding) and their positional encoding."""
+    return (keys + key_pe).to(dtype).contiguous(), keys.to(dtype).contiguous()  # rows the projections read as is
+
+
+def add_half(x: torch.Tensor, pe: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """x + pe in ``dtype`` (a positional encoding added to attention queries): (B, N, C) → (B, N, C)."""
+    return (x + pe).to(dtype).contiguous()
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype autocast computes x's device's matrix products in, else x's own."""
+    device = x.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+
+
 def rotate(x: torch.Tensor, cos_pairs: torch.Tensor, sin_pairs: torch.Tensor) -> torch.Tensor:
     """Rotary encoding of x (B, heads, N, D) by ``pair_tables`` of its N-token grid, in float32, back to x's dtype."""
     xf = x.float()
@@ -192,6 +209,8 @@ _CHAINS: dict[str, Callable] = {
     "norm_gelu_2d": norm_gelu_2d,
     "add_norm_gelu_2d": add_norm_gelu_2d,
     "add_gelu": add_gelu,
+    "key_inputs": key_inputs,
+    "add_half": add_half,
 }
 # per chain, per tensor argument, the dims compiled as symbols (the rest specialise: a new grid is a new kernel, a
 # new batch size is not)
@@ -205,6 +224,8 @@ _DYNAMIC_DIMS: dict[str, dict[int, tuple[int, ...]]] = {
     "norm_gelu_2d": {0: (0, 2, 3)},
     "add_norm_gelu_2d": {0: (0,), 1: (0,)},
     "add_gelu": {0: (0,), 1: (0,)},
+    "key_inputs": {0: (0,), 1: (0,)},
+    "add_half": {0: (0,), 1: (0,)},
 }
 _SPECIALISED_DIMS: dict[str, tuple[tuple[int, int], ...]] = {  # (argument, dim): a compiled copy per size
     "layer_norm_2d": ((0, 1),),

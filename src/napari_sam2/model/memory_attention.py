@@ -19,7 +19,7 @@ from torch import nn
 from napari_sam2.model.attention import Attention
 from napari_sam2.model.common import activation_fn
 from napari_sam2.model.config import SAM2Config
-from napari_sam2.model.fused_ops import FusedOps, norm_of, pair_tables
+from napari_sam2.model.fused_ops import FusedOps, compute_dtype, norm_of, pair_tables
 from napari_sam2.model.rotary import apply_rotary, compute_axial_rotation, rotate_keys
 
 MemoryKV = tuple[torch.Tensor, torch.Tensor]
@@ -241,8 +241,7 @@ class MemoryAttention(nn.Module):
         return self.norm(output).transpose(0, 1)
 
     def _attend_fused(self, curr, curr_pos, memory_kv, rotation, ops: FusedOps) -> torch.Tensor:
-        device = curr.device.type
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else curr.dtype
+        dtype = compute_dtype(curr)
         pairs = pair_tables(rotation)
         tgt, x = ops.input_and_norm(curr, curr_pos, norm_of(self.layers[0].norm1), dtype)
         last = len(self.layers) - 1

@@ -9,8 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from napari_sam2.model import fused_ops
 from napari_sam2.model.attention import Attention
 from napari_sam2.model.common import MLP
+from napari_sam2.model.fused_ops import compute_dtype, norm_of
 
 
 class TwoWayAttentionBlock(nn.Module):
@@ -54,14 +56,22 @@ class TwoWayAttentionBlock(nn.Module):
             queries = queries + self.self_attn(q, q, queries)
         queries = self.norm1(queries)
 
-        q, k = queries + query_pe, keys + key_pe
-        queries = self.norm2(queries + self.cross_attn_token_to_image(q, k, keys))
+        ops = fused_ops.active()  # in a tracking step with fused chains: each pass over the image tokens fused
+        if ops is None:
+            k, v = keys + key_pe, keys
+        else:
+            k, v = ops.key_inputs(keys, key_pe, compute_dtype(keys))
+        queries = self.norm2(queries + self.cross_attn_token_to_image(queries + query_pe, k, v))
 
         queries = self.norm3(queries + self.mlp(queries))
 
-        q, k = queries + query_pe, keys + key_pe
-        keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries))
-        return queries, keys
+        q = queries + query_pe
+        if ops is None:
+            k = keys + key_pe
+            return queries, self.norm4(keys + self.cross_attn_image_to_token(k, q, queries))
+        k = ops.add_half(keys, key_pe, compute_dtype(keys))
+        norm = self.norm4
+        return queries, ops.add_and_final_norm(keys, self.cross_attn_image_to_token(k, q, queries), norm_of(norm))
 
 
 class TwoWayTransformer(nn.Module):
@@ -108,6 +118,7 @@ class TwoWayTransformer(nn.Module):
         for layer in self.layers:
             queries, keys = layer(queries, keys, query_pe=point_embedding, key_pe=key_pe)
 
-        q, k = queries + point_embedding, keys + key_pe
-        queries = self.norm_final_attn(queries + self.final_attn_token_to_image(q, k, keys))
+        ops = fused_ops.active()
+        k, v = (keys + key_pe, keys) if ops is None else ops.key_inputs(keys, key_pe, compute_dtype(keys))
+        queries = self.norm_final_attn(queries + self.final_attn_token_to_image(queries + point_embedding, k, v))
         return queries, keys
