@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from napari_sam2.model.rotary import rotate_pairs
+
 log = logging.getLogger(__name__)
 
 Norm = tuple[torch.Tensor, torch.Tensor, float]  # a layer norm's weight, bias and eps (``norm_of``)
@@ -62,9 +64,9 @@ def add_and_norm(
     return tgt, _norm(tgt, norm).to(dtype)
 
 
-def add_and_final_norm(tgt: torch.Tensor, delta: torch.Tensor, norm: Norm) -> torch.Tensor:
-    """The last residual sum and the stack's final norm: (B, N, C) → (B, N, C) float32 (as the unfused norm under
-    autocast)."""
+def norm_of_sum(tgt: torch.Tensor, delta: torch.Tensor, norm: Norm) -> torch.Tensor:
+    """A residual sum and the layer norm after it (memory attention's final norm, the mask decoder's post-norms):
+    (B, N, C) → (B, N, C) float32 (as the unfused norm under autocast)."""
     return _norm(tgt + delta, norm)
 
 
@@ -85,18 +87,11 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
 
 
-def rotate(x: torch.Tensor, cos_pairs: torch.Tensor, sin_pairs: torch.Tensor) -> torch.Tensor:
-    """Rotary encoding of x (B, heads, N, D) by ``pair_tables`` of its N-token grid, in float32, back to x's dtype."""
-    xf = x.float()
-    swapped = xf.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # x₁ x₀ x₃ x₂ …
-    return (xf * cos_pairs + swapped * sin_pairs).to(x.dtype)
-
-
 def rotate_two(
     q: torch.Tensor, k: torch.Tensor, cos_pairs: torch.Tensor, sin_pairs: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``rotate`` of the self-attention's queries and keys (same grid) in one call."""
-    return rotate(q, cos_pairs, sin_pairs), rotate(k, cos_pairs, sin_pairs)
+    """``rotate_pairs`` of the self-attention's queries and keys (same grid) in one call."""
+    return rotate_pairs(q, cos_pairs, sin_pairs), rotate_pairs(k, cos_pairs, sin_pairs)
 
 
 def layer_norm_2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
@@ -122,13 +117,6 @@ def add_norm_gelu_2d(
 def add_gelu(x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
     """GELU of x + skip (the mask decoder's second upscaling, skip = the stride-4 features)."""
     return F.gelu(x + skip)
-
-
-def pair_tables(rotation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A rotation table (N, D / 2, 2) of cos/sin → (cos_pairs, sin_pairs), each (N, D) float32: c₀ c₀ c₁ c₁ … and
-    −s₀ s₀ −s₁ s₁ …, so that a rotation is x · cos_pairs + swap(x) · sin_pairs."""
-    cos, sin = rotation.unbind(-1)
-    return cos.repeat_interleave(2, dim=-1), torch.stack([-sin, sin], dim=-1).flatten(-2)
 
 
 def norm_of(module: nn.LayerNorm) -> Norm:
@@ -202,8 +190,8 @@ class FusedOps:
 _CHAINS: dict[str, Callable] = {
     "input_and_norm": input_and_norm,
     "add_and_norm": add_and_norm,
-    "add_and_final_norm": add_and_final_norm,
-    "rotate": rotate,
+    "norm_of_sum": norm_of_sum,
+    "rotate": rotate_pairs,
     "rotate_two": rotate_two,
     "layer_norm_2d": layer_norm_2d,
     "norm_gelu_2d": norm_gelu_2d,
@@ -217,7 +205,7 @@ _CHAINS: dict[str, Callable] = {
 _DYNAMIC_DIMS: dict[str, dict[int, tuple[int, ...]]] = {
     "input_and_norm": {0: (1,), 1: (1,)},
     "add_and_norm": {0: (0,), 1: (0,)},
-    "add_and_final_norm": {0: (0,), 1: (0,)},
+    "norm_of_sum": {0: (0,), 1: (0,)},
     "rotate": {0: (0,)},
     "rotate_two": {0: (0,), 1: (0,)},
     "layer_norm_2d": {0: (0, 2, 3)},

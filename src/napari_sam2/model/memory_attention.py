@@ -19,8 +19,8 @@ from torch import nn
 from napari_sam2.model.attention import Attention
 from napari_sam2.model.common import activation_fn
 from napari_sam2.model.config import SAM2Config
-from napari_sam2.model.fused_ops import FusedOps, compute_dtype, norm_of, pair_tables
-from napari_sam2.model.rotary import apply_rotary, compute_axial_rotation, rotate_keys
+from napari_sam2.model.fused_ops import FusedOps, compute_dtype, norm_of
+from napari_sam2.model.rotary import apply_rotary, compute_axial_rotation, pair_tables, rotate_keys
 
 MemoryKV = tuple[torch.Tensor, torch.Tensor]
 
@@ -249,7 +249,7 @@ class MemoryAttention(nn.Module):
             tgt, delta = layer.forward_fused(tgt, x, kv, pairs, ops)
             if i < last:
                 tgt, x = ops.add_and_norm(tgt, delta, norm_of(self.layers[i + 1].norm1), dtype)
-        return ops.add_and_final_norm(tgt, delta, norm_of(self.norm)).transpose(0, 1)
+        return ops.norm_of_sum(tgt, delta, norm_of(self.norm)).transpose(0, 1)
 
 
 def build_memory_attention(config: SAM2Config) -> MemoryAttention:

@@ -47,15 +47,22 @@ def apply_rotary(x: torch.Tensor, rotation: torch.Tensor, repeat: bool = False) 
     if n != n_grid and (not repeat or n % n_grid):
         raise ValueError(f"cannot rotate {n} tokens with a grid of {n_grid} positions (repeat={repeat})")
     x_grid = x if n == n_grid else x.unflatten(-2, (n // n_grid, n_grid))  # frames broadcast against one table
-    cos, sin = rotation.unbind(-1)  # (N_grid, dim / 2) each
-    cos_pairs = cos.repeat_interleave(2, dim=-1)  # (N_grid, dim): c₀ c₀ c₁ c₁ …
-    sin_pairs = torch.stack([-sin, sin], dim=-1).flatten(-2)  # (N_grid, dim): −s₀ s₀ −s₁ s₁ …
-    swapped = x_grid.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # x₁ x₀ x₃ x₂ …
-    # (x0 + i·x1) · (cos + i·sin) as in Meta's complex product, in float32: four whole-tensor kernels
-    out = torch.addcmul(x_grid * cos_pairs, swapped, sin_pairs)
-    if n != n_grid:
-        out = out.flatten(-3, -2)
-    return out.to(x.dtype)
+    out = rotate_pairs(x_grid, *pair_tables(rotation))
+    return out if n == n_grid else out.flatten(-3, -2)
+
+
+def pair_tables(rotation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A rotation table (N, D / 2, 2) of cos/sin → (cos_pairs, sin_pairs), each (N, D) float32: c₀ c₀ c₁ c₁ … and
+    −s₀ s₀ −s₁ s₁ …, so that a rotation is x · cos_pairs + swap(x) · sin_pairs."""
+    cos, sin = rotation.unbind(-1)
+    return cos.repeat_interleave(2, dim=-1), torch.stack([-sin, sin], dim=-1).flatten(-2)
+
+
+def rotate_pairs(x: torch.Tensor, cos_pairs: torch.Tensor, sin_pairs: torch.Tensor) -> torch.Tensor:
+    """x (..., N, D) rotated by ``pair_tables`` of its N positions: (x0 + i·x1) · (cos + i·sin) as in Meta's
+    complex product, in float32 (four whole-tensor kernels, or one compiled), returned in x's dtype."""
+    swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # x₁ x₀ x₃ x₂ …
+    return torch.addcmul(x * cos_pairs, swapped, sin_pairs).to(x.dtype)
 
 
 def rotate_keys(k: torch.Tensor, rotation: torch.Tensor, num_k_exclude_rope: int = 0) -> torch.Tensor:

@@ -70,8 +70,7 @@ class TwoWayAttentionBlock(nn.Module):
             k = keys + key_pe
             return queries, self.norm4(keys + self.cross_attn_image_to_token(k, q, queries))
         k = ops.add_half(keys, key_pe, compute_dtype(keys))
-        norm = self.norm4
-        return queries, ops.add_and_final_norm(keys, self.cross_attn_image_to_token(k, q, queries), norm_of(norm))
+        return queries, ops.norm_of_sum(keys, self.cross_attn_image_to_token(k, q, queries), norm_of(self.norm4))
 
 
 class TwoWayTransformer(nn.Module):
