@@ -55,7 +55,7 @@ def memory_report(session: Session) -> str:
     buffer_bytes = 0
     if graphs is not None:
         for buffers in graphs._layouts.values():
-            buffer_bytes += sum(t.numel() * t.element_size() for t in buffers.keys + buffers.values)
+            buffer_bytes += sum(t.numel() * t.element_size() for t in [*buffers.keys, buffers.values])
     return (f"kv cache {len(cache)} entries {gib(cache_bytes)} GiB, graph key/value buffers {gib(buffer_bytes)} GiB, "
             f"allocated {gib(torch.cuda.memory_allocated())} GiB, peak {gib(torch.cuda.max_memory_allocated())} GiB")
 

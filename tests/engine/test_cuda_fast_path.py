@@ -62,10 +62,21 @@ def _disagreement(a: dict[int, np.ndarray], b: dict[int, np.ndarray]) -> float:
     return differ / max(union, 1)
 
 
+def _logit_gap(a: dict[int, np.ndarray], b: dict[int, np.ndarray]) -> float:
+    """Mean absolute difference of logits over all frames and objects, relative to the mean magnitude of b's."""
+    return sum(float(np.abs(a[f] - b[f]).sum()) for f in b) / max(sum(float(np.abs(b[f]).sum()) for f in b), 1e-12)
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
+    torch.manual_seed(0)
     ref = _reference_predictor()
     ref.fill_hole_area = 0
+    # random weights: the object-score head would often call every object absent (all masks empty, every
+    # comparison vacuous); a large bias on its output keeps the objects present and their masks random-shaped
+    head = ref.sam_mask_decoder.pred_obj_score_head
+    with torch.no_grad():
+        (head.layers[-1] if hasattr(head, "layers") else head).bias.fill_(8.0)
     ours = build_sam2("sam2.1_hiera_tiny", image_size=SIZE)
     ours.load_state_dict(ref.state_dict(), strict=True)
     folder = tmp_path_factory.mktemp("jpeg")
@@ -84,6 +95,7 @@ def test_ours_in_bf16_agrees_with_the_reference_as_closely_as_the_reference_with
     print(f"mask disagreement: reference bf16 vs fp32 {self_gap:.5f}; ours bf16 vs reference fp32 "
           f"{_disagreement(ours16, ref32):.5f}; ours bf16 vs reference bf16 {_disagreement(ours16, ref16):.5f}; "
           f"ours fp32 vs reference fp32 {_disagreement(ours32, ref32):.6f}")
+    assert min(int((ref32[f] > 0).sum()) for f in ref32) > 1000  # masks to compare on every frame
     assert _disagreement(ours32, ref32) < 1e-3
     assert _disagreement(ours16, ref32) <= max(1.5 * self_gap, 2e-3)
 
@@ -144,13 +156,10 @@ def test_compiled_memory_attention_chains_equal_the_unfused_step(setup):
     fused, fused16 = run("bf16", True)
     assert not fused.tracker.graphs._ops[True].failed
     _, plain16 = run("bf16", False)
-    precision_gap = _disagreement(plain16, plain32)  # bf16 against fp32, both unfused
-    foreground = [int((plain16[f] > 0).sum()) for f in plain16]
-    print(f"foreground pixels per frame (bf16): first {foreground[:3]}, last {foreground[-3:]}")
-    assert min(foreground) > 100  # the objects are tracked, not lost: the comparison compares masks
-    print(f"mask disagreement: fused vs unfused bf16 {_disagreement(fused16, plain16):.5f}; "
-          f"unfused bf16 vs fp32 {precision_gap:.5f}")
-    assert _disagreement(fused16, plain16) <= max(precision_gap, 2e-3)
+    # random weights lose these objects within a few bf16 frames, so compare logits, not masks
+    fused_gap, precision_gap = _logit_gap(fused16, plain16), _logit_gap(plain16, plain32)
+    print(f"logit gap: fused vs unfused bf16 {fused_gap:.5f}; unfused bf16 vs fp32 {precision_gap:.5f}")
+    assert fused_gap <= precision_gap
 
 
 def test_owner_maps_copied_beside_the_masks_equal_those_of_the_logits(setup):

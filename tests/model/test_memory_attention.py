@@ -139,6 +139,29 @@ def test_rope_attention_matches_reference(reference_attention):
     assert relative_error(ours(q, k, v, num_k_exclude_rope=5), expected) <= TOL
 
 
+@torch.no_grad()
+@pytest.mark.parametrize("heads", [1, 2])
+def test_values_projected_after_attention_equal_values_projected_before(reference_attention, heads):
+    """Memory attention keeps values unprojected and applies v_proj after the softmax: equal to the module's plain
+    path (and, with one head, to Meta's module) for several memory frames and unrotated pointer tokens."""
+    reference = reference_attention.layers[2].cross_attn_image
+    ours = RoPEAttention(256, heads, kv_in_dim=64, rope_k_repeat=True)
+    if heads == 1:
+        ours.load_state_dict(reference.state_dict(), strict=True)
+    gen = torch.Generator().manual_seed(4)
+    q = torch.randn(2, 256, 256, generator=gen)
+    k, v = torch.randn(2, 2, 2 * 256 + 4, 64, generator=gen).unbind(0)
+    rotation = ours.rotation((16, 16), q.device)
+    values = ours.unprojected_values(v)
+    assert values.shape == (2, heads, 2 * 256 + 4, 64)
+    deferred = ours.attend_unprojected(ours.project_queries(q, rotation), ours.project_keys(k, rotation, 4), values)
+    assert relative_error(deferred, ours(q, k, v, num_k_exclude_rope=4)) <= TOL
+    if heads == 1:
+        require_reference()
+        expected = reference(q.clone(), k.clone(), v.clone(), num_k_exclude_rope=4)
+        assert relative_error(deferred, expected) <= TOL
+
+
 @pytest.mark.parametrize("side", [32, 64])
 def test_rotary_matches_complex_reference(side):
     """The cos/sin formulation against Meta's complex one, to 1e-6 relative."""

@@ -44,7 +44,8 @@ def batch_bucket(count: int) -> int:
 class StepOutputs:
     """A batch's results: low-resolution logits after hole filling (B, 1, S/4, S/4) float32, object pointers
     (B, C) float32, object-score logits (B,) float32, new spatial memories (B, mem_dim, h, w) bfloat16, and
-    per layer the new memories' (keys, values) heads (B, heads, HW, head_dim) for the key/value cache."""
+    per layer the new memories' (keys (B, heads, HW, head_dim), values (B, heads, HW, mem_dim)) for the key/value
+    cache, the values one tensor shared by the layers."""
 
     low_res_masks: torch.Tensor
     obj_ptr: torch.Tensor
@@ -56,10 +57,11 @@ class StepOutputs:
 class _Buffers:
     """The static inputs and outputs of one layout, and its graph once captured.
 
-    first: per layer, the (keys, values) of one cached memory (1, heads, HW, head_dim), for shapes and dtypes;
-    tables: per layer, the slot encodings of the layout's spatial memories; keys / values: per layer
-    (batch, heads, num_spatial · HW + pointer_tokens, head_dim); dst: the views of keys / values that receive each
-    object's cached memory (layer, keys then values, object, memory), for one multi-tensor copy.
+    first: per layer, the (keys, values) of one cached memory (1, heads, HW, head_dim or mem_dim), for shapes and
+    dtypes; tables: per layer, the slot encodings of the layout's spatial memories (1, heads, num_spatial · HW,
+    head_dim); keys: per layer (batch, heads, num_spatial · HW + pointer_tokens, head_dim); values: one tensor for
+    every layer (batch, heads, same tokens, mem_dim), unprojected; dst: the views of keys (layer by layer) then of
+    values that receive each object's cached memory (object, memory), for one multi-tensor copy.
     """
 
     def __init__(self, features: FrameFeatures, first: list[MemoryKV], tables: list[torch.Tensor], *, batch: int,
@@ -70,31 +72,27 @@ class _Buffers:
         self.vision, self.vision_pos = like(features.vision), like(features.vision_pos)
         self.high_res = (like(features.high_res[0]), like(features.high_res[1]))
         k0, v0 = first[0]
-        heads, grid, head_dim, device = k0.shape[1], k0.shape[2], k0.shape[3], k0.device
+        heads, grid, device = k0.shape[1], k0.shape[2], k0.device
         self.spatial_tokens = num_spatial * grid
         self.tables = tables
         self.num_pointers = num_pointers
         self.pointers = torch.zeros(num_pointers, batch, channels, device=device)
         self.distances = torch.zeros(num_pointers, batch, device=device)
-        shape = (batch, heads, self.spatial_tokens + pointer_tokens, head_dim)
-        self.keys = [torch.zeros(shape, dtype=k0.dtype, device=device) for _ in first]
-        self.values = [torch.zeros(shape, dtype=v0.dtype, device=device) for _ in first]
+        tokens = self.spatial_tokens + pointer_tokens
+        self.keys = [torch.zeros((batch, heads, tokens, k0.shape[3]), dtype=k0.dtype, device=device) for _ in first]
+        self.values = torch.zeros((batch, heads, tokens, v0.shape[3]), dtype=v0.dtype, device=device)
 
         def views(target: torch.Tensor) -> list[torch.Tensor]:  # object b's memory j, b-major
             return [target[b : b + 1, :, j * grid : (j + 1) * grid] for b in range(batch) for j in range(num_spatial)]
 
-        key_views, value_views = [views(k) for k in self.keys], [views(v) for v in self.values]
-        self.dst = [view for layer in range(len(first)) for view in key_views[layer] + value_views[layer]]
-        # each object's keys get its memories' slot encodings added after the copy (one multi-tensor add)
-        self.key_dst = [view for layer_views in key_views for view in layer_views]
-        self.key_tables = [
-            tables[layer][:, :, j * grid : (j + 1) * grid]
-            for layer in range(len(first))
-            for _ in range(batch)
-            for j in range(num_spatial)
-        ]
+        self.dst = [view for k in self.keys for view in views(k)] + views(self.values)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.outputs: StepOutputs | None = None
+
+    def add_slot_encodings(self) -> None:
+        """Each object's spatial keys get the slot encodings of their memories, broadcast over the batch."""
+        for keys, table in zip(self.keys, self.tables, strict=True):
+            keys[:, :, : self.spatial_tokens].add_(table)
 
 
 class TrackingGraphs:
@@ -169,9 +167,10 @@ class TrackingGraphs:
             out = buffers.outputs
         else:
             out = self._core(buffers, memory_pos, num_frames)
+        values = out.memory_kv[0][1][:batch].clone()  # shared by the layers
         return StepOutputs(
             out.low_res_masks[:batch].clone(), out.obj_ptr[:batch].clone(), out.object_score[:batch].clone(),
-            out.memory[:batch].clone(), [(k[:batch].clone(), v[:batch].clone()) for k, v in out.memory_kv],
+            out.memory[:batch].clone(), [(k[:batch].clone(), values) for k, _ in out.memory_kv],
         )
 
     def clear(self) -> None:
@@ -194,9 +193,10 @@ class TrackingGraphs:
         holds) fit in half of the device's free memory; where they do not, the eager step runs instead."""
         if not like.is_cuda:
             return True
-        k = bases[0][0][0][0]
+        k, v = bases[0][0][0]
         tokens = num_spatial * k.shape[-2] + self._pointer_token_count(num_pointers)
-        needed = 2 * 2 * len(self.model.memory_attention.layers) * bucket * tokens * k.shape[-1] * k.element_size()
+        channels = len(self.model.memory_attention.layers) * k.shape[-1] + v.shape[-1]
+        needed = 2 * bucket * tokens * channels * k.element_size()
         free, _ = torch.cuda.mem_get_info(like.device)
         free += torch.cuda.memory_reserved(like.device) - torch.cuda.memory_allocated(like.device)  # cached blocks
         return needed < free // 2
@@ -223,14 +223,11 @@ class TrackingGraphs:
         buffers.high_res[0].copy_(features.high_res[0][:1])
         buffers.high_res[1].copy_(features.high_res[1][:1])
         num_layers, num_spatial, bucket = len(buffers.tables), len(bases), buffers.pointers.shape[1]
-        sources = []
-        for layer in range(num_layers):
-            for kv_index in (0, 1):
-                for b in range(bucket):
-                    for j in range(num_spatial):
-                        sources.append(bases[j][min(b, batch - 1)][layer][kv_index])
+        sources = [bases[j][min(b, batch - 1)][layer][0]
+                   for layer in range(num_layers) for b in range(bucket) for j in range(num_spatial)]
+        sources += [bases[j][min(b, batch - 1)][0][1] for b in range(bucket) for j in range(num_spatial)]
         torch._foreach_copy_(buffers.dst, sources)
-        torch._foreach_add_(buffers.key_dst, buffers.key_tables)
+        buffers.add_slot_encodings()
         if pointers:
             stacked = torch.stack([p.pointer for p in pointers])  # (P, B, C)
             buffers.pointers[:, :batch].copy_(stacked)
@@ -291,16 +288,14 @@ class TrackingGraphs:
                 pointer_distances=buffers.distances,
             )
             ptr, ptr_pos = tokens.memory.transpose(0, 1), tokens.memory_pos.transpose(0, 1)
-        for layer, module in enumerate(model.memory_attention.layers):
-            keys, values = buffers.keys[layer], buffers.values[layer]
-            if buffers.num_pointers:
+            for layer, module in enumerate(model.memory_attention.layers):
                 attn = module.cross_attn_image
-                keys[:, :, spatial:] = attn.separate_heads(attn.k_proj(ptr + ptr_pos))
-                values[:, :, spatial:] = attn.separate_heads(attn.v_proj(ptr))
+                buffers.keys[layer][:, :, spatial:] = attn.separate_heads(attn.k_proj(ptr + ptr_pos))
+            buffers.values[:, :, spatial:] = attn.unprojected_values(ptr)
         vision = rep(buffers.vision)
         curr = vision.flatten(2).permute(2, 0, 1)
         curr_pos = rep(buffers.vision_pos).flatten(2).permute(2, 0, 1)
-        kv = list(zip(buffers.keys, buffers.values, strict=True))
+        kv = [(keys, buffers.values) for keys in buffers.keys]
         ops = self._fused_ops(batch, buffers.vision)
         with nullcontext() if ops is None else ops.running():
             pix = model.memory_attention.attend_memory(curr, curr_pos, kv, (h, w), ops)

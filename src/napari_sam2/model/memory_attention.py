@@ -6,7 +6,9 @@ the memories' positional encoding added to the cross-attention keys only, ReLU M
 
 The memory keys and values depend only on the memory, not on the current frame or on the layer's input, so they are
 projected (and the keys rotated) by ``project_memory``, apart from the attention itself: a caller may keep them for a
-memory frame that stays in the memory bank over several frames.
+memory frame that stays in the memory bank over several frames. The values stay the memory's own channels (64) and
+the value projection follows the attention (``RoPEAttention.attend_unprojected``, equal by linearity), so all layers
+share them and the attention reads a quarter of what projected values would be.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from napari_sam2.model.attention import Attention
@@ -21,7 +24,9 @@ from napari_sam2.model.common import activation_fn
 from napari_sam2.model.config import SAM2Config
 from napari_sam2.model.fused_ops import FusedOps, compute_dtype, norm_of
 from napari_sam2.model.rotary import apply_rotary, compute_axial_rotation, pair_tables, rotate_keys
+from napari_sam2.model.sdpa import scaled_dot_product_attention
 
+# rotated keys (B, heads, M, head_dim), unprojected values (B, heads, M, kv_in_dim)
 MemoryKV = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -71,11 +76,35 @@ class RoPEAttention(Attention):
     ) -> MemoryKV:
         """k, v (B, Nk, kv_in_dim) → heads (B, heads, Nk, head_dim); keys rotated except the last
         ``num_k_exclude_rope``."""
+        return self.project_keys(k, rotation, num_k_exclude_rope), self.separate_heads(self.v_proj(v))
+
+    def project_keys(self, k: torch.Tensor, rotation: torch.Tensor, num_k_exclude_rope: int = 0) -> torch.Tensor:
+        """k (B, Nk, kv_in_dim) → rotated heads (B, heads, Nk, head_dim), the last ``num_k_exclude_rope`` unrotated."""
         k = self.separate_heads(self.k_proj(k))
-        v = self.separate_heads(self.v_proj(v))
         if not self.rope_k_repeat and k.shape[-2] - num_k_exclude_rope != rotation.shape[0]:
             raise ValueError("keys longer than the query grid need rope_k_repeat=True")
-        return rotate_keys(k, rotation, num_k_exclude_rope), v
+        return rotate_keys(k, rotation, num_k_exclude_rope)
+
+    def unprojected_values(self, v: torch.Tensor) -> torch.Tensor:
+        """v (B, Nk, kv_in_dim) → (B, heads, Nk, kv_in_dim), contiguous: the values as ``attend_unprojected`` takes
+        them, before ``v_proj``."""
+        return v.unsqueeze(1).expand(-1, self.num_heads, -1, -1).contiguous()
+
+    def attend_unprojected(self, q: torch.Tensor, k: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """``attend`` with the value projection applied after the attention instead of before:
+        softmax(q kᵀ / √d) v_proj(m) = v_proj(softmax(q kᵀ / √d) m), as every row of the softmax sums to 1.
+
+        q, k (B, heads, Nq or Nk, head_dim); values (B, heads, Nk, kv_in_dim) from ``unprojected_values`` →
+        (B, Nq, embedding_dim). With memories of 64 channels projected to 256, the attention's second product reads
+        a quarter of the values, and the values need no projection per layer nor per use.
+        """
+        out = scaled_dot_product_attention(q, k, values)  # (B, heads, Nq, kv_in_dim)
+        if self.num_heads == 1:
+            out = F.linear(out, self.v_proj.weight, self.v_proj.bias)
+        else:  # head h's rows of v_proj applied to head h's output
+            weight = self.v_proj.weight.view(self.num_heads, self.head_dim, -1).transpose(1, 2).to(out.dtype)
+            out = out @ weight + self.v_proj.bias.view(self.num_heads, 1, -1).to(out.dtype)
+        return self.out_proj(self.recombine_heads(out))
 
     def forward(
         self,
@@ -119,26 +148,15 @@ class MemoryAttentionLayer(nn.Module):
         self.norm3 = nn.LayerNorm(d_model)
         self.activation = activation_fn(activation)
 
-    def project_memory(
-        self, memory: torch.Tensor, memory_pos: torch.Tensor, rotation: torch.Tensor, num_obj_ptr_tokens: int = 0
-    ) -> MemoryKV:
-        """memory, memory_pos (B, M, kv_in_dim) → cross-attention keys and values (B, heads, M, head_dim).
-
-        Keys see the positional encoding (pos_enc_at_cross_attn_keys), values do not.
-        """
-        return self.cross_attn_image.project_keys_values(
-            memory + memory_pos, memory, rotation, num_k_exclude_rope=num_obj_ptr_tokens
-        )
-
     def forward(self, tgt: torch.Tensor, memory_kv: MemoryKV, rotation: torch.Tensor) -> torch.Tensor:
-        """tgt (B, HW, d_model); ``memory_kv`` from ``project_memory``; ``rotation`` of the HW grid."""
+        """tgt (B, HW, d_model); ``memory_kv`` from ``MemoryAttention.project_memory``; ``rotation`` of the HW grid."""
         # self-attention, no positional encoding added to q/k (pos_enc_at_attn=False)
         x = self.norm1(tgt)
         tgt = tgt + self.self_attn(x, x, x, rotation=rotation)
         # cross-attention, queries without positional encoding (pos_enc_at_cross_attn_queries=False)
         x = self.norm2(tgt)
         attn = self.cross_attn_image
-        tgt = tgt + attn.attend(attn.project_queries(x, rotation), *memory_kv)
+        tgt = tgt + attn.attend_unprojected(attn.project_queries(x, rotation), *memory_kv)
         # MLP
         return tgt + self.linear2(self.activation(self.linear1(self.norm3(tgt))))
 
@@ -157,7 +175,7 @@ class MemoryAttentionLayer(nn.Module):
                                   norm_of(self.norm2), x.dtype)
         attn = self.cross_attn_image
         q = ops.rotate(attn.separate_heads(attn.q_proj(x)), *pairs)
-        tgt, x = ops.add_and_norm(tgt, attn.attend(q, *memory_kv), norm_of(self.norm3), x.dtype)
+        tgt, x = ops.add_and_norm(tgt, attn.attend_unprojected(q, *memory_kv), norm_of(self.norm3), x.dtype)
         return tgt, self.linear2(self.activation(self.linear1(x)))
 
 
@@ -198,11 +216,15 @@ class MemoryAttention(nn.Module):
         num_obj_ptr_tokens: int,
         feat_hw: tuple[int, int],
     ) -> list[MemoryKV]:
-        """Per layer, the cross-attention keys and values (B, heads, M, head_dim) of a sequence-first memory
-        (M, B, kv_in_dim) whose spatial part is frames of the ``feat_hw`` grid."""
+        """Per layer, the cross-attention keys (B, heads, M, head_dim) and the values, unprojected and shared by the
+        layers (B, heads, M, kv_in_dim), of a sequence-first memory (M, B, kv_in_dim) whose spatial part is frames
+        of the ``feat_hw`` grid."""
         rotation = self.rotation(feat_hw, memory.device)
         memory, memory_pos = memory.transpose(0, 1), memory_pos.transpose(0, 1)
-        return [layer.project_memory(memory, memory_pos, rotation, num_obj_ptr_tokens) for layer in self.layers]
+        values = self.layers[0].cross_attn_image.unprojected_values(memory)
+        keys = memory + memory_pos
+        return [(layer.cross_attn_image.project_keys(keys, rotation, num_obj_ptr_tokens), values)
+                for layer in self.layers]
 
     def forward(
         self,

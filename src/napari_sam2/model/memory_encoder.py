@@ -144,7 +144,9 @@ class MemoryEncoder(nn.Module):
         if pix_feat.shape[0] > 1 and pix_feat.stride(0) == 0:  # one frame's features for every object: project once
             pix_feat = pix_feat[:1]
         x = self.pix_feat_proj(pix_feat) + self.mask_downsampler(masks)
-        x = self.out_proj(self.fuser(x))
+        if x.is_cuda:  # cuDNN's depthwise 7×7 is ~4× faster on channels-last memory (benchmarks/bench_depthwise.py)
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.out_proj(self.fuser(x)).contiguous()
         return x, self.position_encoding(x).to(x.dtype)
 
 

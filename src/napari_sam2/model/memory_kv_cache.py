@@ -5,8 +5,9 @@ the reference recomputes its cross-attention key/value projections and rotary en
 two thirds of memory attention's time with 20 objects on an H200, ../shared/docs/PERFORMANCE.md). Between
 uses a key changes only by the temporal encoding of the slot the frame sits in, and that enters linearly:
 ``k_proj(m + p + t_s) = k_proj(m + p) + W_k t_s``, and the rotation is linear too. So each memory's
-``R(k_proj(m + p))`` and ``v_proj(m)`` are computed once (per layer) and a constant per-slot table
-``R(W_k t_s)`` is added at use. Equal to the direct computation up to rounding (bfloat16 on the GPU).
+``R(k_proj(m + p))`` is computed once (per layer) and a constant per-slot table ``R(W_k t_s)`` is added at use.
+Values are the memory's own channels, shared by the layers (the value projection follows the attention,
+``RoPEAttention.attend_unprojected``). Equal to the direct computation up to rounding (bfloat16 on the GPU).
 """
 
 from __future__ import annotations
@@ -18,23 +19,19 @@ import torch
 import torch.nn.functional as F
 
 from .memory_attention import MemoryAttention, MemoryKV
-from .rotary import apply_rotary, rotate_keys
+from .rotary import apply_rotary
 
 
 def project_memory_bases(
     attention: MemoryAttention, memory: torch.Tensor, pos_enc: torch.Tensor, rotation: torch.Tensor
 ) -> list[MemoryKV]:
-    """Per layer, the rotated cross-attention keys and the values of spatial memories, without slot encoding:
-    memory (B, mem_dim, h, w) in the compute dtype, pos_enc (1 or B, mem_dim, h, w) →
-    [(keys (B, heads, HW, head_dim), values (B, heads, HW, head_dim))] per layer."""
+    """Per layer, the rotated cross-attention keys of spatial memories, without slot encoding, and their values
+    (unprojected, one tensor shared by the layers): memory (B, mem_dim, h, w) in the compute dtype, pos_enc
+    (1 or B, mem_dim, h, w) → [(keys (B, heads, HW, head_dim), values (B, heads, HW, mem_dim))] per layer."""
     tokens = memory.flatten(2).transpose(1, 2)  # (B, HW, mem_dim)
     pos = pos_enc.flatten(2).transpose(1, 2).to(tokens.dtype)
-    kv = []
-    for module in attention.layers:
-        attn = module.cross_attn_image
-        k = rotate_keys(attn.separate_heads(attn.k_proj(tokens + pos)), rotation)
-        kv.append((k, attn.separate_heads(attn.v_proj(tokens))))
-    return kv
+    values = attention.layers[0].cross_attn_image.unprojected_values(tokens)
+    return [(module.cross_attn_image.project_keys(tokens + pos, rotation), values) for module in attention.layers]
 
 
 class MemoryKVCache:
@@ -63,7 +60,8 @@ class MemoryKVCache:
         *,
         dtype: torch.dtype = torch.float32,
     ) -> list[MemoryKV]:
-        """Per layer, keys and values (B, heads, M, head_dim) of a batch's memory.
+        """Per layer, keys (B, heads, M, head_dim) and values (B, heads, M, mem_dim; unprojected, the same tensor for
+        every layer) of a batch's memory.
 
         spatial: per memory frame, (one cache id per object, features (B, mem_dim, h, w) as stored, pos_enc
         (1 or B, mem_dim, h, w), temporal slot); pointer_tokens / pointer_pos: (P, B, mem_dim) sequence first, or
@@ -71,22 +69,22 @@ class MemoryKVCache:
         """
         rotation = self.attention.rotation(feat_hw, self.maskmem_tpos_enc.device)
         per_layer: list[list[torch.Tensor]] = [[] for _ in self.attention.layers]
-        per_layer_v: list[list[torch.Tensor]] = [[] for _ in self.attention.layers]
+        values: list[torch.Tensor] = []  # shared by the layers (unprojected)
         for ids, features, pos_enc, slot in spatial:
             bases = [self._base(key, features, i, pos_enc[:1], rotation, dtype) for i, key in enumerate(ids)]
             tables = self._slot_table(slot, rotation, bases[0][0][0].dtype)
             for layer in range(len(per_layer)):
                 keys = torch.cat([b[layer][0] for b in bases]) if len(bases) > 1 else bases[0][layer][0]
-                values = torch.cat([b[layer][1] for b in bases]) if len(bases) > 1 else bases[0][layer][1]
                 per_layer[layer].append(keys + tables[layer])
-                per_layer_v[layer].append(values)
+            values.append(torch.cat([b[0][1] for b in bases]) if len(bases) > 1 else bases[0][0][1])
         if pointer_tokens is not None:
             tokens, pos = pointer_tokens.transpose(0, 1), pointer_pos.transpose(0, 1)
             for layer, module in enumerate(self.attention.layers):
                 attn = module.cross_attn_image
                 per_layer[layer].append(attn.separate_heads(attn.k_proj(tokens + pos)))
-                per_layer_v[layer].append(attn.separate_heads(attn.v_proj(tokens)))
-        return [(torch.cat(k, dim=-2), torch.cat(v, dim=-2)) for k, v in zip(per_layer, per_layer_v, strict=True)]
+            values.append(self.attention.layers[0].cross_attn_image.unprojected_values(tokens))
+        shared = torch.cat(values, dim=-2)
+        return [(torch.cat(k, dim=-2), shared) for k in per_layer]
 
     def __contains__(self, key: int) -> bool:
         return key in self._entries

@@ -28,7 +28,7 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     """softmax(q kᵀ / √d) v for (B, heads, N, d) tensors, on the fastest backend for this shape."""
     if q.device.type != "cuda" or sdpa_kernel is None or not AUTOTUNE or torch.is_grad_enabled():
         return F.scaled_dot_product_attention(q, k, v)
-    key = (tuple(q.shape), k.shape[-2] // _KEY_BUCKET, q.dtype, q.device.index)
+    key = (tuple(q.shape), k.shape[-2] // _KEY_BUCKET, v.shape[-1], q.dtype, q.device.index)
     backend = _choice.get(key)
     if backend is None:
         backend = _choice[key] = _fastest(q, k, v)
@@ -40,7 +40,9 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
 
 def _fastest(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
     timings = {}
-    for name in _CANDIDATES:
+    # flash attention needs values as wide as the keys (memory attention's unprojected values are not)
+    candidates = _CANDIDATES if v.shape[-1] == q.shape[-1] else ("CUDNN_ATTENTION",)
+    for name in candidates:
         backend = getattr(SDPBackend, name, None)
         if backend is None:
             continue
