@@ -179,3 +179,25 @@ def test_owner_maps_copied_beside_the_masks_equal_those_of_the_logits(setup):
         checked += int((owners >= 0).sum() > 0)
     session.close()
     assert checked >= 10
+
+
+def test_clicks_replayed_as_graphs_equal_the_eager_clicks(setup):
+    """A click on an object without memory replays its shape's captured graph (engine/prompt_graph.py): in fp32
+    its logits equal those of the eager pass, for first clicks, added clicks with the earlier mask, and a box."""
+    _, model, frames, _ = setup
+
+    def run(graphs: bool) -> tuple[Session, list[np.ndarray]]:
+        session = Session(model, frames, device="cuda", precision="fp32", step_graphs=graphs)
+        results = []
+        for _ in range(3):  # the first click of a shape captures, the next ones replay
+            results.append(session.add_points(5, 1, [[300.0, 280.0]], [1], clear=True))
+        results.append(session.add_points(5, 1, [[330.0, 330.0]], [0]))
+        results.append(session.add_box(7, 2, (560, 600, 660, 720)))
+        return session, [r.logits for r in results]
+
+    graphed, fast = run(True)
+    assert graphed.tracker.prompt_graphs.captures >= 3 and graphed.tracker.prompt_graphs.replays >= 5
+    _, eager = run(False)
+    assert any((x > 0).sum() > 100 for x in eager)
+    for a, b in zip(fast, eager, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)

@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
@@ -32,6 +33,7 @@ from napari_sam2.model.memory_tokens import assemble_memory_tokens, per_object_d
 from .postprocess import fill_holes
 
 MEMORY_DTYPE = torch.bfloat16  # the reference stores spatial memories in bfloat16, on every device
+T = TypeVar("T")
 FUSE_MIN_BATCH = 8  # batches from this many objects run memory attention's element-wise chains compiled (CUDA)
 
 
@@ -52,6 +54,22 @@ class StepOutputs:
     object_score: torch.Tensor
     memory: torch.Tensor
     memory_kv: list[MemoryKV]
+
+
+def capture_graph(step: Callable[[], T]) -> tuple[torch.cuda.CUDAGraph, T]:
+    """``step`` (work on static buffers) captured as a CUDA graph, after two warm-up runs on a side stream (kernels
+    chosen, attention backends timed (sdpa.py), autocast's weight casts cached outside the graph); its outputs are
+    the graph's static outputs, rewritten by each replay."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, capture_error_mode="relaxed"):
+        outputs = step()
+    return graph, outputs
 
 
 class _Buffers:
@@ -255,16 +273,7 @@ class TrackingGraphs:
         return buffer, event
 
     def _capture(self, buffers: _Buffers, memory_pos: torch.Tensor, num_frames: int) -> None:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):  # warm-up: kernels chosen, attention backends timed (sdpa.py), casts cached
-                self._core(buffers, memory_pos, num_frames)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, capture_error_mode="relaxed"):
-            outputs = self._core(buffers, memory_pos, num_frames)
-        buffers.graph, buffers.outputs = graph, outputs
+        buffers.graph, buffers.outputs = capture_graph(lambda: self._core(buffers, memory_pos, num_frames))
         self.captures += 1
 
     def _core(self, buffers: _Buffers, memory_pos: torch.Tensor, num_frames: int) -> StepOutputs:

@@ -19,6 +19,7 @@ from napari_sam2.model import FrameFeatures, PointerMemory, SAM2Model, SpatialMe
 from .features import FeatureCache
 from .memory_bank import MemoryPlan
 from .postprocess import fill_holes
+from .prompt_graph import PromptGraphs
 from .state import FrameOutput, ObjectTrack, PointPrompt
 from .step_graph import MEMORY_DTYPE, TrackingGraphs
 from .vault import TensorVault
@@ -49,6 +50,7 @@ class Tracker:
         self.kv_cache = model.new_kv_cache() if cache_memory_kv or step_graphs else None
         self.graphs = (TrackingGraphs(model, self.kv_cache, fill_hole_area=fill_hole_area)
                        if step_graphs else None)
+        self.prompt_graphs = PromptGraphs(model, fill_hole_area=fill_hole_area) if step_graphs else None
 
     @property
     def device(self) -> torch.device:
@@ -69,6 +71,12 @@ class Tracker:
     ) -> FrameOutput:
         """One object's output for its prompts on ``frame``; ``plan`` is None on a first prompt."""
         features = self.features.get(frame)
+        if self.prompt_graphs is not None and plan is None and mask is None and points is not None:
+            multimask = self.model.use_multimask(is_first_prompt, points.labels.shape[1])
+            out = self.prompt_graphs.run(features, points.coords.to(self.device), points.labels.to(self.device),
+                                         None if prev_logits is None else prev_logits.to(self.device),
+                                         multimask=multimask)
+            return self._store_outputs(out.low_res_masks, out.object_score, out.obj_ptr)[0]
         spatial, pointers, ids = self._memories([track], [plan]) if plan is not None and mask is None else ((), (), ())
         step = self.model.track_step(
             features,
@@ -190,10 +198,14 @@ class Tracker:
     def _store(self, step: TrackStepOutput) -> list[FrameOutput]:
         """Hole-fill and store a batch's outputs; pointers and scores stay on the device (no sync)."""
         heads = step.heads
-        preds = fill_holes(heads.low_res_masks.float(), self.fill_hole_area)
-        scores = heads.object_score_logits[:, 0].float()
-        pointers = heads.obj_ptr.float()
         memories = None if step.memory_features is None else step.memory_features.to(MEMORY_DTYPE)
+        return self._store_outputs(fill_holes(heads.low_res_masks.float(), self.fill_hole_area),
+                                   heads.object_score_logits[:, 0].float(), heads.obj_ptr.float(), memories)
+
+    def _store_outputs(self, preds: torch.Tensor, scores: torch.Tensor, pointers: torch.Tensor,
+                       memories: torch.Tensor | None = None) -> list[FrameOutput]:
+        """Store a batch's hole-filled logits (B, 1, S/4, S/4), scores (B,), pointers (B, C) float32 and, if
+        encoded, memories (B, mem_dim, h, w) in ``MEMORY_DTYPE``."""
         return [
             FrameOutput(
                 pred_masks_id=self.vault.put(preds[i : i + 1]),

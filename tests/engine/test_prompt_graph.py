@@ -1,0 +1,71 @@
+"""A click's decoder pass on static buffers (what a CUDA graph replays) equals the eager pass.
+
+On the CPU the static-buffer code runs without capture; tests/engine/test_cuda_fast_path.py replays it as a graph.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_sam2.engine import Session
+from napari_sam2.model import build_sam2
+from tests.engine.reference_session import blob_frames
+
+SIZE = 256
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(7)
+    model = build_sam2("sam2.1_hiera_tiny", image_size=SIZE)
+    with torch.no_grad():  # random weights would call the objects absent: every mask empty
+        model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(8.0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return blob_frames(8, size=96)
+
+
+def clicks(session: Session) -> list:
+    """First clicks, added clicks (with the earlier mask fed back), a box with a click, a negative click, and a
+    click on an object after it has been propagated (memory: the eager path)."""
+    results = [
+        session.add_points(0, 1, [[28, 28]], [1]),
+        session.add_points(0, 1, [[30, 40]], [0]),  # adds to the first: 2 points and the earlier logits
+        session.add_points(0, 1, [[30, 40], [20, 20], [25, 30]], [0, 1, 1]),
+        session.add_box(2, 2, (40, 40, 70, 75), points=[[55, 55]], labels=[1]),
+        session.add_points(3, 3, [[40, 70]], [1], clear=True),
+        session.add_points(3, 3, [[42, 72]], [1], clear=True),  # same shape again: the same buffers
+    ]
+    list(session.propagate(start=0, max_frames=3))
+    results.append(session.add_points(5, 1, [[30, 30]], [1]))
+    return results
+
+
+def test_clicks_on_static_buffers_equal_the_eager_clicks(model, frames):
+    static = Session(model, frames, device="cpu", step_graphs=True)
+    eager = Session(model, frames, device="cpu", step_graphs=False)
+    ours, plain = clicks(static), clicks(eager)
+    graphs = static.tracker.prompt_graphs
+    assert graphs is not None and eager.tracker.prompt_graphs is None
+    assert len(graphs._shapes) >= 4  # 1 point multimask, 2 and 3 points with logits, box + point: all static
+    for a, b in zip(ours, plain, strict=True):
+        assert a.obj_ids == b.obj_ids
+        np.testing.assert_allclose(a.logits, b.logits, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(a.masks, b.masks)
+    assert sum(int(r.masks.sum()) for r in plain) > 0  # the comparison compares masks
+
+
+def test_a_shape_reuses_its_buffers_and_a_new_frame_is_read_afresh(model, frames):
+    """The same click shape on two frames: the second result is the second frame's, not the first's."""
+    static = Session(model, frames, device="cpu", step_graphs=True)
+    eager = Session(model, frames, device="cpu", step_graphs=False)
+    for session in (static, eager):
+        session.add_points(1, 1, [[28, 28]], [1])
+    a, b = static.add_points(4, 2, [[60, 50]], [1]), eager.add_points(4, 2, [[60, 50]], [1])
+    assert len(static.tracker.prompt_graphs._shapes) == 1
+    np.testing.assert_allclose(a.logits, b.logits, rtol=1e-5, atol=1e-5)
