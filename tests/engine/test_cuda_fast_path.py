@@ -189,14 +189,17 @@ def test_clicks_replayed_as_graphs_equal_the_eager_clicks(setup):
     def run(graphs: bool) -> tuple[Session, list[np.ndarray]]:
         session = Session(model, frames, device="cuda", precision="fp32", step_graphs=graphs)
         results = []
-        for _ in range(3):  # the first click of a shape captures, the next ones replay
+        for _ in range(4):  # a shape's first click runs eagerly and queues its capture; the next ones replay
             results.append(session.add_points(5, 1, [[300.0, 280.0]], [1], clear=True))
         results.append(session.add_points(5, 1, [[330.0, 330.0]], [0]))
         results.append(session.add_box(7, 2, (560, 600, 660, 720)))
+        results.append(session.add_box(7, 2, (560, 600, 670, 720)))
+        session.compute.run(lambda: None)  # the queued captures are done
         return session, [r.logits for r in results]
 
     graphed, fast = run(True)
-    assert graphed.tracker.prompt_graphs.captures >= 3 and graphed.tracker.prompt_graphs.replays >= 5
+    # shapes: 1 click; 1 click + earlier mask (×3); 2 clicks + mask; box; box + mask
+    assert graphed.tracker.prompt_graphs.captures == 5 and graphed.tracker.prompt_graphs.replays == 2
     _, eager = run(False)
     assert any((x > 0).sum() > 100 for x in eager)
     for a, b in zip(fast, eager, strict=True):

@@ -69,3 +69,42 @@ def test_a_shape_reuses_its_buffers_and_a_new_frame_is_read_afresh(model, frames
     a, b = static.add_points(4, 2, [[60, 50]], [1]), eager.add_points(4, 2, [[60, 50]], [1])
     assert len(static.tracker.prompt_graphs._shapes) == 1
     np.testing.assert_allclose(a.logits, b.logits, rtol=1e-5, atol=1e-5)
+
+
+def test_a_click_whose_capture_fails_runs_eagerly_with_one_warning(model, frames, monkeypatch):
+    """Where capturing the click's pass fails (a driver or kernel that cannot be captured), the click still gives
+    its mask — the eager pass's — and later clicks do not try again."""
+    from napari_sam2.engine import prompt_graph
+
+    calls = []
+
+    def failing_capture(step):
+        calls.append(1)
+        raise RuntimeError("operation not permitted when stream is capturing\nmore")
+
+    monkeypatch.setattr(prompt_graph, "capture_graph", failing_capture)
+    static = Session(model, frames, device="cpu", step_graphs=True)
+    eager = Session(model, frames, device="cpu", step_graphs=False)
+    graphs = static.tracker.prompt_graphs
+    graphs.use_graphs, graphs.defer = True, None  # capture here too, as on a GPU, right after the click
+    with pytest.warns(RuntimeWarning, match="without CUDA graphs"):
+        first = static.add_points(0, 1, [[28, 28]], [1])
+    second = static.add_points(2, 2, [[50, 50]], [1])
+    assert calls == [1] and graphs.use_graphs is False and graphs.captures == 0
+    np.testing.assert_allclose(first.logits, eager.add_points(0, 1, [[28, 28]], [1]).logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(second.logits, eager.add_points(2, 2, [[50, 50]], [1]).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_a_shape_is_captured_after_its_first_click_through_the_deferral(model, frames):
+    """The first click of a shape runs uncaptured and hands its capture to ``defer`` (the session's compute queue);
+    a capture is queued once per shape."""
+    static = Session(model, frames, device="cpu", step_graphs=True)
+    graphs = static.tracker.prompt_graphs
+    queued = []
+    graphs.defer, graphs.use_graphs = queued.append, True
+    static.add_points(0, 1, [[28, 28]], [1])
+    static.add_points(0, 1, [[30, 30]], [1], clear=True)  # a new shape: the earlier mask goes in with the click
+    static.add_points(0, 1, [[32, 30]], [1], clear=True)  # the same shape again: no second capture queued
+    assert len(queued) == 2 and graphs.captures == 0
+    static.add_points(0, 1, [[30, 40]], [0])  # two points
+    assert len(queued) == 3

@@ -6,14 +6,18 @@ On the GPU the work takes a millisecond or two; the launches take most of the cl
 host. Here that pass is captured once per *shape* — number of points, whether an earlier mask goes in with the
 clicks, single- or multi-mask output, dtype and feature size — and replayed: the frame's features and the clicks are
 copied into the graph's static buffers, one replay computes the hole-filled low-resolution logits, the object
-pointer and the object score, and they are copied out. The first click of a shape runs it three times (two
-warm-ups, the capture); later clicks of that shape replay it. On the CPU the same code runs on the same buffers
-without capture (how the tests compare it with the eager pass).
+pointer and the object score, and they are copied out. The first click of a shape runs uncaptured and queues the
+capture (two warm-ups and the capture) behind itself on the session's compute thread, where it runs while the user
+looks at the mask; later clicks of that shape replay it. On the CPU the same code runs on the same buffers without
+capture (how the tests compare it with the eager pass).
 """
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -51,6 +55,7 @@ class _PromptBuffers:
                                                                         device=device)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.outputs: PromptOutputs | None = None
+        self.capture_queued = False
 
     def fill(self, features: FrameFeatures, coords: torch.Tensor, labels: torch.Tensor,
              prev_logits: torch.Tensor | None) -> None:
@@ -67,16 +72,17 @@ class _PromptBuffers:
 class PromptGraphs:
     """Runs one object's memory-free click pass on static buffers per shape, as CUDA graphs where the device allows.
 
-    fill_hole_area: as the tracker's; use_graphs: capture on CUDA (default), never (False); max_graphs: shapes kept
-    (least recently used dropped).
+    fill_hole_area: as the tracker's; use_graphs: capture on CUDA (None, the default), always (True), never (False;
+    also after a capture failed); max_graphs: shapes kept (least recently used dropped).
     """
 
     def __init__(self, model: SAM2Model, *, fill_hole_area: int, use_graphs: bool | None = None,
-                 max_graphs: int = 8) -> None:
+                 max_graphs: int = 8, defer: Callable[[Callable[[], None]], object] | None = None) -> None:
         self.model = model
         self.fill_hole_area = fill_hole_area
         self.use_graphs = use_graphs
         self.max_graphs = max_graphs
+        self.defer = defer
         self._shapes: OrderedDict[tuple, _PromptBuffers] = OrderedDict()
         self.captures = 0
         self.replays = 0
@@ -84,7 +90,11 @@ class PromptGraphs:
     def run(self, features: FrameFeatures, coords: torch.Tensor, labels: torch.Tensor,
             prev_logits: torch.Tensor | None, *, multimask: bool) -> PromptOutputs:
         """features: the frame's (batch 1); coords (1, P, 2) (x, y) in model-input pixels and labels (1, P) on the
-        compute device or the host; prev_logits: (1, 1, H', W') earlier logits fed with the clicks, or None."""
+        compute device or the host; prev_logits: (1, 1, H', W') earlier logits fed with the clicks, or None.
+
+        A shape seen for the first time runs uncaptured; its capture follows the click, through ``defer`` (the
+        session's compute queue, so it runs while the user looks at the mask) or at once without it.
+        """
         key = (tuple(coords.shape), coords.dtype, labels.dtype, None if prev_logits is None else
                (tuple(prev_logits.shape), prev_logits.dtype), multimask, features.vision.dtype,
                tuple(features.vision.shape[1:]))
@@ -95,17 +105,36 @@ class PromptGraphs:
                 self._shapes.popitem(last=False)
         self._shapes.move_to_end(key)
         buffers.fill(features, coords, labels, prev_logits)
-        on_cuda = features.vision.is_cuda
-        if buffers.graph is None and on_cuda and self.use_graphs is not False:
-            buffers.graph, buffers.outputs = capture_graph(lambda: self._core(buffers, multimask))
-            self.captures += 1
         if buffers.graph is not None:
             buffers.graph.replay()
             self.replays += 1
             out = buffers.outputs
         else:
             out = self._core(buffers, multimask)
-        return PromptOutputs(out.low_res_masks.clone(), out.obj_ptr.clone(), out.object_score.clone())
+        result = PromptOutputs(out.low_res_masks.clone(), out.obj_ptr.clone(), out.object_score.clone())
+        capture = features.vision.is_cuda if self.use_graphs is None else self.use_graphs
+        if buffers.graph is None and capture and not buffers.capture_queued:
+            buffers.capture_queued = True
+            job = functools.partial(self._capture, key, buffers, multimask)
+            if self.defer is None:
+                job()
+            else:
+                self.defer(job)
+        return result
+
+    def _capture(self, key: tuple, buffers: _PromptBuffers, multimask: bool) -> None:
+        if self._shapes.get(key) is not buffers or self.use_graphs is False:
+            return  # dropped meanwhile, or captures gave up
+        try:
+            buffers.graph, buffers.outputs = capture_graph(lambda: self._core(buffers, multimask))
+            self.captures += 1
+        except Exception as error:  # noqa: BLE001 — a click must not fail because its pass could not be captured
+            warnings.warn(f"napari-sam2: clicks run without CUDA graphs ({str(error).splitlines()[0]})",
+                          RuntimeWarning, stacklevel=2)
+            self.use_graphs = False
+            buffers.graph = None
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
 
     def clear(self) -> None:
         self._shapes.clear()

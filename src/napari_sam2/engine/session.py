@@ -109,6 +109,8 @@ class Session:
                                fill_hole_area=fill_hole_area, cache_memory_kv=cache_memory_kv,
                                step_graphs=step_graphs)
         self.compute = ComputeThread(self.device, precision)
+        if self.tracker.prompt_graphs is not None:  # a click's capture runs after the click, on the compute thread
+            self.tracker.prompt_graphs.defer = self.compute.submit
         self._tracks: dict[int, ObjectTrack] = {}
         # lost_patience bookkeeping of the pass under way (saved with the state, for exact resumes)
         self.absent_counts: dict[int, int] = {}
