@@ -198,8 +198,8 @@ def test_clicks_replayed_as_graphs_equal_the_eager_clicks(setup):
         return session, [r.logits for r in results]
 
     graphed, fast = run(True)
-    # shapes: 1 click; 1 click + earlier mask (×3); 2 clicks + mask; box; box + mask
-    assert graphed.tracker.prompt_graphs.captures == 5 and graphed.tracker.prompt_graphs.replays == 2
+    # shapes: 1 click; 1 click + earlier mask (×3); 2 points + mask (the 2 clicks, then the second box); box
+    assert graphed.tracker.prompt_graphs.captures == 4 and graphed.tracker.prompt_graphs.replays == 3
     _, eager = run(False)
     assert any((x > 0).sum() > 100 for x in eager)
     for a, b in zip(fast, eager, strict=True):
