@@ -16,6 +16,16 @@ from tests.synthetic import moving_blobs
 SIZE = 512  # frames already at image_size: the reference's PIL resize is then the identity
 
 
+def with_objects_present(model: torch.nn.Module, score_bias: float = 8.0) -> torch.nn.Module:
+    """``model`` (ours or Meta's) with a large bias on its object-score head's output. Random weights call most
+    objects absent (score < 0), and an absent object's logits are all -1024, so comparing two runs' logits or
+    masks compares constants; with the bias the objects stay present and their logits depend on everything."""
+    head = model.sam_mask_decoder.pred_obj_score_head
+    with torch.no_grad():
+        (head.layers[-1] if hasattr(head, "layers") else head).bias.fill_(score_bias)
+    return model
+
+
 def blob_frames(num_frames: int, size: int = SIZE, seed: int = 0, vanish: tuple[int, ...] = ()) -> np.ndarray:
     """(N, size, size, 3) uint8 frames of three bright moving blobs on a textured background;
     the first blob is missing on the frames listed in ``vanish``."""

@@ -14,7 +14,7 @@ import torch
 
 from napari_sam2.engine import Session
 from napari_sam2.model import build_sam2
-from tests.engine.reference_session import blob_frames, decoded_jpeg_frames, float32_memory
+from tests.engine.reference_session import blob_frames, decoded_jpeg_frames, float32_memory, with_objects_present
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 SIZE = 1024
@@ -72,11 +72,7 @@ def setup(tmp_path_factory):
     torch.manual_seed(0)
     ref = _reference_predictor()
     ref.fill_hole_area = 0
-    # random weights: the object-score head would often call every object absent (all masks empty, every
-    # comparison vacuous); a large bias on its output keeps the objects present and their masks random-shaped
-    head = ref.sam_mask_decoder.pred_obj_score_head
-    with torch.no_grad():
-        (head.layers[-1] if hasattr(head, "layers") else head).bias.fill_(8.0)
+    with_objects_present(ref)  # copied into ours below
     ours = build_sam2("sam2.1_hiera_tiny", image_size=SIZE)
     ours.load_state_dict(ref.state_dict(), strict=True)
     folder = tmp_path_factory.mktemp("jpeg")

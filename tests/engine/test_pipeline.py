@@ -9,7 +9,7 @@ import torch
 
 from napari_sam2.engine import Session
 from napari_sam2.model import build_sam2
-from tests.engine.reference_session import blob_frames
+from tests.engine.reference_session import blob_frames, with_objects_present
 
 PROMPTS = [(1, 0, [[28, 28]]), (2, 2, [[58, 55]]), (3, 0, [[40, 70]])]
 
@@ -17,7 +17,7 @@ PROMPTS = [(1, 0, [[28, 28]]), (2, 2, [[58, 55]]), (3, 0, [[40, 70]])]
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(11)
-    return build_sam2("sam2.1_hiera_tiny", image_size=256)
+    return with_objects_present(build_sam2("sam2.1_hiera_tiny", image_size=256))
 
 
 @pytest.fixture(scope="module")

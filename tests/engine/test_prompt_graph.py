@@ -11,7 +11,7 @@ import torch
 
 from napari_sam2.engine import Session
 from napari_sam2.model import build_sam2
-from tests.engine.reference_session import blob_frames
+from tests.engine.reference_session import blob_frames, with_objects_present
 
 SIZE = 256
 
@@ -19,10 +19,7 @@ SIZE = 256
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(7)
-    model = build_sam2("sam2.1_hiera_tiny", image_size=SIZE)
-    with torch.no_grad():  # random weights would call the objects absent: every mask empty
-        model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(8.0)
-    return model
+    return with_objects_present(build_sam2("sam2.1_hiera_tiny", image_size=SIZE))
 
 
 @pytest.fixture(scope="module")

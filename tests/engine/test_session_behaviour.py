@@ -10,7 +10,7 @@ from napari_sam2.engine import Session
 from napari_sam2.engine.frames import FrameError
 from napari_sam2.engine.prompts import PromptError
 from napari_sam2.model import build_sam2
-from tests.engine.reference_session import blob_frames
+from tests.engine.reference_session import blob_frames, with_objects_present
 
 SIZE = 256
 
@@ -18,7 +18,7 @@ SIZE = 256
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(3)
-    return build_sam2("sam2.1_hiera_tiny", image_size=SIZE)
+    return with_objects_present(build_sam2("sam2.1_hiera_tiny", image_size=SIZE))
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import torch
 from napari_sam2.engine import Session
 from napari_sam2.engine.step_graph import batch_bucket
 from napari_sam2.model import build_sam2
-from tests.engine.reference_session import blob_frames
+from tests.engine.reference_session import blob_frames, with_objects_present
 
 SIZE = 256
 
@@ -20,7 +20,11 @@ SIZE = 256
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(5)
-    return build_sam2("sam2.1_hiera_tiny", image_size=SIZE)
+    model = build_sam2("sam2.1_hiera_tiny", image_size=SIZE)
+    with torch.no_grad():
+        # initialised at std 0.02, the slots' encodings would hardly matter: make them show
+        model.maskmem_tpos_enc.normal_(0.0, 1.0)
+    return with_objects_present(model)
 
 
 @pytest.fixture(scope="module")

@@ -162,6 +162,18 @@ def test_values_projected_after_attention_equal_values_projected_before(referenc
         assert relative_error(deferred, expected) <= TOL
 
 
+def test_unprojected_values_take_the_dtype_of_the_keys_under_autocast():
+    """Under bf16 autocast the keys are bf16 (k_proj's output); the values must be too, not the fp32 of the frame
+    features they come from: the step graph copies keys and values into its buffers in one multi-tensor copy,
+    which falls back to one copy per tensor (thousands a frame) when the dtypes differ, and attention would cast
+    fp32 values on every call."""
+    attn = RoPEAttention(256, 1, kv_in_dim=64, rope_k_repeat=True)
+    v = torch.randn(2, 16, 64)
+    assert attn.unprojected_values(v).dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert attn.unprojected_values(v).dtype == attn.k_proj(v).dtype == torch.bfloat16
+
+
 @pytest.mark.parametrize("side", [32, 64])
 def test_rotary_matches_complex_reference(side):
     """The cos/sin formulation against Meta's complex one, to 1e-6 relative."""

@@ -10,6 +10,7 @@ from napari_sam2.engine import Session
 from napari_sam2.model import build_sam2
 from napari_sam2.train.forward import InitialPrompt, final_masks, forward_clips
 from napari_sam2.train.interaction import PromptSchedule
+from tests.engine.reference_session import with_objects_present
 
 SIZE, FRAMES = 256, 5
 
@@ -46,7 +47,7 @@ class FixedUser:
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(3)
-    return build_sam2("sam2.1_hiera_tiny", image_size=SIZE)
+    return with_objects_present(build_sam2("sam2.1_hiera_tiny", image_size=SIZE))
 
 
 @pytest.mark.parametrize("correct_at", [None, 3])

@@ -108,9 +108,13 @@ class _Buffers:
         self.outputs: StepOutputs | None = None
 
     def add_slot_encodings(self) -> None:
-        """Each object's spatial keys get the slot encodings of their memories, broadcast over the batch."""
+        """Each object's spatial keys get the slot encodings of their memories (in place: part of the step, so a
+        replay adds them once to the keys just copied in). One contiguous, vectorised add per object and layer: a
+        single add broadcast over the batch runs strided and unvectorised (16 ms a frame at 100 objects on an
+        H200 against ~4 ms of memory traffic)."""
         for keys, table in zip(self.keys, self.tables, strict=True):
-            keys[:, :, : self.spatial_tokens].add_(table)
+            for b in range(keys.shape[0]):
+                keys[b, :, : self.spatial_tokens].add_(table[0])
 
 
 class TrackingGraphs:
@@ -178,6 +182,7 @@ class TrackingGraphs:
         self._fill(buffers, features, bases, pointers, batch)
         if buffers.graph is None and self._graphs_on(features.vision):
             self._capture(buffers, memory_pos, num_frames)
+            self._fill(buffers, features, bases, pointers, batch)  # the warm-ups added the slot encodings
         self.static_steps += 1
         if buffers.graph is not None:
             buffers.graph.replay()
@@ -245,7 +250,6 @@ class TrackingGraphs:
                    for layer in range(num_layers) for b in range(bucket) for j in range(num_spatial)]
         sources += [bases[j][min(b, batch - 1)][0][1] for b in range(bucket) for j in range(num_spatial)]
         torch._foreach_copy_(buffers.dst, sources)
-        buffers.add_slot_encodings()
         if pointers:
             stacked = torch.stack([p.pointer for p in pointers])  # (P, B, C)
             buffers.pointers[:, :batch].copy_(stacked)
@@ -287,6 +291,7 @@ class TrackingGraphs:
             return x.expand(batch, *x.shape[1:])
 
         spatial = buffers.spatial_tokens
+        buffers.add_slot_encodings()
         if buffers.num_pointers:
             tokens = assemble_memory_tokens(
                 (), [PointerMemory(buffers.pointers[j], 0) for j in range(buffers.num_pointers)],

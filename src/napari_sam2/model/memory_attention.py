@@ -86,9 +86,9 @@ class RoPEAttention(Attention):
         return rotate_keys(k, rotation, num_k_exclude_rope)
 
     def unprojected_values(self, v: torch.Tensor) -> torch.Tensor:
-        """v (B, Nk, kv_in_dim) → (B, heads, Nk, kv_in_dim), contiguous: the values as ``attend_unprojected`` takes
-        them, before ``v_proj``."""
-        return v.unsqueeze(1).expand(-1, self.num_heads, -1, -1).contiguous()
+        """v (B, Nk, kv_in_dim) → (B, heads, Nk, kv_in_dim), contiguous, in the dtype autocast computes in (that of
+        the keys and of the projected values it replaces): the values as ``attend_unprojected`` takes them."""
+        return v.unsqueeze(1).expand(-1, self.num_heads, -1, -1).to(compute_dtype(v)).contiguous()
 
     def attend_unprojected(self, q: torch.Tensor, k: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """``attend`` with the value projection applied after the attention instead of before:
