@@ -14,21 +14,9 @@ import os
 
 import torch
 import torch.nn.functional as F
+from cuda_timing import timed
 
 BATCH = int(os.environ.get("BATCH", 100))
-
-
-def timed(fn, repeat: int = 10) -> float:
-    for _ in range(2):
-        fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(repeat):
-        fn()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / repeat
 
 
 def shifted_sum(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

@@ -14,22 +14,11 @@ import os
 
 import torch
 import torch.nn.functional as F
+from cuda_timing import timed
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 BATCH = int(os.environ.get("BATCH", 100))
 FRAMES = int(os.environ.get("FRAMES", 7))
-
-
-def timed(fn, repeat: int = 5) -> float:
-    fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(repeat):
-        fn()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / repeat
 
 
 def main() -> None:
@@ -51,7 +40,7 @@ def main() -> None:
                     def run(values=values, after=after):
                         out = F.scaled_dot_product_attention(q, k, values)
                         return out if after is None else out @ after.T
-                    ms = timed(run)
+                    ms = timed(run, repeat=5, warmup=1)
                     err = (run()[:4].float() - exact).abs().max().item()
                 print(f"{name:<22}{label:>8}{ms:>10.2f}{err:>18.4f}")
             except RuntimeError as error:
