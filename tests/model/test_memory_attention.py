@@ -140,10 +140,16 @@ def test_rope_attention_matches_reference(reference_attention):
 
 
 @torch.no_grad()
+@pytest.mark.parametrize("after", [True, False], ids=["projected after (CUDA)", "projected before (CPU)"])
 @pytest.mark.parametrize("heads", [1, 2])
-def test_values_projected_after_attention_equal_values_projected_before(reference_attention, heads):
-    """Memory attention keeps values unprojected and applies v_proj after the softmax: equal to the module's plain
-    path (and, with one head, to Meta's module) for several memory frames and unrotated pointer tokens."""
+def test_values_projected_after_attention_equal_values_projected_before(reference_attention, heads, after,
+                                                                        monkeypatch):
+    """Memory attention keeps values unprojected and applies v_proj after the softmax on CUDA, before it elsewhere:
+    both equal to the module's plain path (and, with one head, to Meta's module) for several memory frames and
+    unrotated pointer tokens."""
+    from napari_sam2.model import memory_attention
+
+    monkeypatch.setattr(memory_attention, "projects_values_after_attention", lambda q: after)
     reference = reference_attention.layers[2].cross_attn_image
     ours = RoPEAttention(256, heads, kv_in_dim=64, rope_k_repeat=True)
     if heads == 1:

@@ -38,6 +38,11 @@ def grid_of(num_tokens: int) -> tuple[int, int]:
     return side, side
 
 
+def projects_values_after_attention(q: torch.Tensor) -> bool:
+    """Whether memory attention on q's device applies the value projection after the softmax (CUDA), or before."""
+    return q.is_cuda
+
+
 class RoPEAttention(Attention):
     """Attention with axial rotary position encoding of queries and keys.
 
@@ -91,20 +96,28 @@ class RoPEAttention(Attention):
         return v.unsqueeze(1).expand(-1, self.num_heads, -1, -1).to(compute_dtype(v)).contiguous()
 
     def attend_unprojected(self, q: torch.Tensor, k: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """``attend`` with the value projection applied after the attention instead of before:
-        softmax(q kᵀ / √d) v_proj(m) = v_proj(softmax(q kᵀ / √d) m), as every row of the softmax sums to 1.
+        """``attend`` on values not yet through ``v_proj``: q, k (B, heads, Nq or Nk, head_dim); values
+        (B, heads, Nk, kv_in_dim) from ``unprojected_values`` → (B, Nq, embedding_dim).
 
-        q, k (B, heads, Nq or Nk, head_dim); values (B, heads, Nk, kv_in_dim) from ``unprojected_values`` →
-        (B, Nq, embedding_dim). With memories of 64 channels projected to 256, the attention's second product reads
-        a quarter of the values, and the values need no projection per layer nor per use.
+        On CUDA the value projection follows the attention: softmax(q kᵀ / √d) v_proj(m) = v_proj(softmax(q kᵀ / √d) m),
+        as every row of the softmax sums to 1, so with memories of 64 channels projected to 256 the attention's second
+        product reads a quarter of the values (cuDNN's kernel takes values narrower than the keys). Elsewhere the
+        values are projected first: the CPU's fast kernels need values as wide as the keys (the general path is
+        ~1.6× slower there).
         """
-        out = scaled_dot_product_attention(q, k, values)  # (B, heads, Nq, kv_in_dim)
-        if self.num_heads == 1:
-            out = F.linear(out, self.v_proj.weight, self.v_proj.bias)
-        else:  # head h's rows of v_proj applied to head h's output
-            weight = self.v_proj.weight.view(self.num_heads, self.head_dim, -1).transpose(1, 2).to(out.dtype)
-            out = out @ weight + self.v_proj.bias.view(self.num_heads, 1, -1).to(out.dtype)
+        if projects_values_after_attention(q):
+            out = self._project_values(scaled_dot_product_attention(q, k, values))
+        else:
+            out = scaled_dot_product_attention(q, k, self._project_values(values))
         return self.out_proj(self.recombine_heads(out))
+
+    def _project_values(self, x: torch.Tensor) -> torch.Tensor:
+        """``v_proj`` per head: (B, heads, N, kv_in_dim) → (B, heads, N, head_dim), head h by v_proj's rows of h."""
+        if self.num_heads == 1:
+            return F.linear(x, self.v_proj.weight, self.v_proj.bias)
+        weight = self.v_proj.weight.view(self.num_heads, self.head_dim, -1).transpose(1, 2).to(x.dtype)
+        return x @ weight + self.v_proj.bias.view(self.num_heads, 1, -1).to(x.dtype)
+
 
     def forward(
         self,
