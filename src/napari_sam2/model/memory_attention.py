@@ -39,8 +39,9 @@ def grid_of(num_tokens: int) -> tuple[int, int]:
 
 
 def projects_values_after_attention(q: torch.Tensor) -> bool:
-    """Whether memory attention on q's device applies the value projection after the softmax (CUDA), or before."""
-    return q.is_cuda
+    """Whether memory attention applies the value projection after the softmax (inference on CUDA), or before
+    (elsewhere, and in training, whose attention backward keeps the usual equal widths)."""
+    return q.is_cuda and not torch.is_grad_enabled()
 
 
 class RoPEAttention(Attention):
