@@ -13,6 +13,7 @@ reference's (its hole filling needs a CUDA extension that is not built there, so
 the reference); bf16 autocast for both; every frame's masks brought to the host by both.
 Env: MODELS (tiny,large), OBJS (1,5,20,100), NFRAMES (120), REF_FRAMES_MANY (32: frames the reference runs at
 100 objects), MEMORY (300,3000: frames of ours-only runs with 1 object, tiny, for peak device memory), SIZE (1024),
+CLICK_PRESENT (1,20: objects prompted on the clicked frame, one click-latency measurement each),
 OUT (where JSON goes). Random weights (speed does not depend on weight values), copied from the reference into
 ours. Each timed pass of ours follows a 24-frame warm-up pass in the same session (graph capture, attention
 backend timing); the reference gets an 8-frame warm-up per model. Prints one JSON line per measurement and a
@@ -44,6 +45,7 @@ NFRAMES = int(os.environ.get("NFRAMES", 120))
 MEMORY = [int(x) for x in os.environ.get("MEMORY", "300,3000").split(",") if x]
 REF_FRAMES_MANY = int(os.environ.get("REF_FRAMES_MANY", 32))
 SIZE = int(os.environ.get("SIZE", 1024))
+CLICK_PRESENT = [int(x) for x in os.environ.get("CLICK_PRESENT", "1,20").split(",") if x]  # objects on its frame
 REF_CONFIG = {"tiny": "t", "small": "s", "base_plus": "b+", "large": "l"}
 RESULTS: list[dict] = []
 
@@ -191,9 +193,13 @@ def bench_ref(ref, folder: Path, stack, nobj: int, nframes: int, label: str) -> 
     torch.cuda.empty_cache()
 
 
-def click_latency(ref, ours, folder: Path, stack, label: str, clicks: int = 20, *, ours_only: bool = False) -> None:
+def click_latency(ref, ours, folder: Path, stack, label: str, clicks: int = 20, *, ours_only: bool = False,
+                  present: int = 1) -> None:
+    """Median / p90 ms of a click on object 1 on a cached frame (5), its result on the host, with ``present``
+    objects prompted on that frame (each click's result holds all of them, for both implementations)."""
     session = Session(ours, stack, device="cuda")
-    session.add_points(5, 1, [stack.click(0, 5)], [1])  # caches frame 5's features
+    for j in range(present):  # caches frame 5's features
+        session.add_points(5, j + 1, [stack.click(j, 5)], [1])
     times = []
     for _ in range(clicks):
         sync()
@@ -201,15 +207,16 @@ def click_latency(ref, ours, folder: Path, stack, label: str, clicks: int = 20, 
         result = session.add_points(5, 1, [stack.click(0, 5)], [1], clear=True)
         _ = result.masks  # labels on the host, as the viewer needs them
         times.append(time.perf_counter() - t0)
-    record(impl="ours", model=label, metric="click_ms", median=round(1000 * float(np.median(times)), 1),
-           p90=round(1000 * float(np.percentile(times, 90)), 1))
+    record(impl="ours", model=label, metric="click_ms", objects=present,
+           median=round(1000 * float(np.median(times)), 1), p90=round(1000 * float(np.percentile(times, 90)), 1))
     session.close()
     if ours_only:
         return
     with autocast(), torch.inference_mode():
         state = ref.init_state(video_path=str(folder))
-        ref.add_new_points_or_box(state, 5, 1, points=np.array([stack.click(0, 5)[::-1]], np.float32),
-                                  labels=np.array([1], np.int32))
+        for j in range(present):
+            ref.add_new_points_or_box(state, 5, j + 1, points=np.array([stack.click(j, 5)[::-1]], np.float32),
+                                      labels=np.array([1], np.int32))
         times = []
         for _ in range(clicks):
             sync()
@@ -218,8 +225,8 @@ def click_latency(ref, ours, folder: Path, stack, label: str, clicks: int = 20, 
                                                     labels=np.array([1], np.int32))
             _ = (masks > 0).cpu()
             times.append(time.perf_counter() - t0)
-    record(impl="reference", model=label, metric="click_ms", median=round(1000 * float(np.median(times)), 1),
-           p90=round(1000 * float(np.percentile(times, 90)), 1))
+    record(impl="reference", model=label, metric="click_ms", objects=present,
+           median=round(1000 * float(np.median(times)), 1), p90=round(1000 * float(np.percentile(times, 90)), 1))
     del state
 
 
@@ -240,7 +247,8 @@ def main() -> None:
         for nobj in OBJS:
             bench_ours(ours, short, nobj, NFRAMES, name)
             bench_ref(ref, work / "short", short, nobj, NFRAMES if nobj <= 20 else REF_FRAMES_MANY, name)
-        click_latency(ref, ours, work / "short", short, name)
+        for present in CLICK_PRESENT:
+            click_latency(ref, ours, work / "short", short, name, present=present)
         if name == MODELS[0]:
             for n in MEMORY:
                 bench_ours(ours, SyntheticStack(n), 1, n, name + "-memory")
@@ -272,7 +280,8 @@ def print_table() -> None:
             print(f"ours, {r['model']}, {r['frames']} frames: {r['fps']} fps, peak device memory {r['peak_gib']} GiB")
     for r in RESULTS:
         if r.get("metric") == "click_ms":
-            print(f"click-to-mask {r['impl']:>9} {r['model']}: median {r['median']} ms, p90 {r['p90']} ms")
+            print(f"click-to-mask {r['impl']:>9} {r['model']}, {r.get('objects', 1)} object(s) on the frame: "
+                  f"median {r['median']} ms, p90 {r['p90']} ms")
 
 
 if __name__ == "__main__":
