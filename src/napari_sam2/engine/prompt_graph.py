@@ -25,7 +25,7 @@ import torch
 from napari_sam2.model import FrameFeatures, SAM2Model
 
 from .postprocess import fill_holes
-from .step_graph import capture_graph
+from .step_graph import capture_graph, fill_features, static_features
 
 
 @dataclass
@@ -43,26 +43,18 @@ class _PromptBuffers:
 
     def __init__(self, features: FrameFeatures, coords: torch.Tensor, labels: torch.Tensor,
                  prev_logits: torch.Tensor | None) -> None:
-        def like(x: torch.Tensor) -> torch.Tensor:
-            return torch.zeros_like(x[:1])
-
-        self.vision, self.vision_pos = like(features.vision), like(features.vision_pos)
-        self.high_res = (like(features.high_res[0]), like(features.high_res[1]))
+        self.features = static_features(features)
         device = features.vision.device
-        self.coords = torch.zeros(coords.shape, dtype=coords.dtype, device=device)
-        self.labels = torch.zeros(labels.shape, dtype=labels.dtype, device=device)
-        self.prev_logits = None if prev_logits is None else torch.zeros(prev_logits.shape, dtype=prev_logits.dtype,
-                                                                        device=device)
+        self.coords = torch.zeros_like(coords, device=device)
+        self.labels = torch.zeros_like(labels, device=device)
+        self.prev_logits = None if prev_logits is None else torch.zeros_like(prev_logits, device=device)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.outputs: PromptOutputs | None = None
         self.capture_queued = False
 
     def fill(self, features: FrameFeatures, coords: torch.Tensor, labels: torch.Tensor,
              prev_logits: torch.Tensor | None) -> None:
-        self.vision.copy_(features.vision[:1])
-        self.vision_pos.copy_(features.vision_pos[:1])
-        self.high_res[0].copy_(features.high_res[0][:1])
-        self.high_res[1].copy_(features.high_res[1][:1])
+        fill_features(self.features, features)
         self.coords.copy_(coords)
         self.labels.copy_(labels)
         if prev_logits is not None:
@@ -142,7 +134,7 @@ class PromptGraphs:
     def _core(self, buffers: _PromptBuffers, multimask: bool) -> PromptOutputs:
         """What the graph captures: ``track_step`` of one object without memory and without memory encoding, and
         the tracker's hole filling."""
-        features = FrameFeatures(vision=buffers.vision, vision_pos=buffers.vision_pos, high_res=buffers.high_res)
+        features = buffers.features
         pix_feat = self.model.condition_on_memory(features, (), (), num_frames=1)
         heads = self.model.run_heads(pix_feat, features.high_res, point_coords=buffers.coords,
                                      point_labels=buffers.labels, mask_inputs=buffers.prev_logits,

@@ -56,6 +56,24 @@ class StepOutputs:
     memory_kv: list[MemoryKV]
 
 
+def static_features(features: FrameFeatures) -> FrameFeatures:
+    """Zeroed buffers shaped like one frame's ``features`` (batch 1), for a graph to read (``fill_features``)."""
+
+    def like(x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(x[:1])
+
+    return FrameFeatures(vision=like(features.vision), vision_pos=like(features.vision_pos),
+                         high_res=(like(features.high_res[0]), like(features.high_res[1])))
+
+
+def fill_features(static: FrameFeatures, features: FrameFeatures) -> None:
+    """Copy a frame's ``features`` (its first batch entry) into ``static_features`` buffers."""
+    static.vision.copy_(features.vision[:1])
+    static.vision_pos.copy_(features.vision_pos[:1])
+    static.high_res[0].copy_(features.high_res[0][:1])
+    static.high_res[1].copy_(features.high_res[1][:1])
+
+
 def capture_graph(step: Callable[[], T]) -> tuple[torch.cuda.CUDAGraph, T]:
     """``step`` (work on static buffers) captured as a CUDA graph, after two warm-up runs on a side stream (kernels
     chosen, attention backends timed (sdpa.py), autocast's weight casts cached outside the graph); its outputs are
@@ -84,11 +102,7 @@ class _Buffers:
 
     def __init__(self, features: FrameFeatures, first: list[MemoryKV], tables: list[torch.Tensor], *, batch: int,
                  num_spatial: int, num_pointers: int, pointer_tokens: int, channels: int) -> None:
-        def like(x: torch.Tensor) -> torch.Tensor:
-            return torch.zeros_like(x[:1])
-
-        self.vision, self.vision_pos = like(features.vision), like(features.vision_pos)
-        self.high_res = (like(features.high_res[0]), like(features.high_res[1]))
+        self.features = static_features(features)
         k0, v0 = first[0]
         heads, grid, device = k0.shape[1], k0.shape[2], k0.device
         self.spatial_tokens = num_spatial * grid
@@ -241,10 +255,7 @@ class TrackingGraphs:
 
     def _fill(self, buffers: _Buffers, features: FrameFeatures, bases, pointers: Sequence[PointerMemory],
               batch: int) -> None:
-        buffers.vision.copy_(features.vision[:1])
-        buffers.vision_pos.copy_(features.vision_pos[:1])
-        buffers.high_res[0].copy_(features.high_res[0][:1])
-        buffers.high_res[1].copy_(features.high_res[1][:1])
+        fill_features(buffers.features, features)
         num_layers, num_spatial, bucket = len(buffers.tables), len(bases), buffers.pointers.shape[1]
         sources = [bases[j][min(b, batch - 1)][layer][0]
                    for layer in range(num_layers) for b in range(bucket) for j in range(num_spatial)]
@@ -284,8 +295,8 @@ class TrackingGraphs:
         """The step on the static buffers (what the graph captures): memory attention, heads, memory encoder,
         hole filling and the new memory's key/value projection."""
         model, cfg = self.model, self.model.config
-        batch = buffers.pointers.shape[1]
-        c, h, w = buffers.vision.shape[1:]
+        batch, static = buffers.pointers.shape[1], buffers.features
+        c, h, w = static.vision.shape[1:]
 
         def rep(x: torch.Tensor) -> torch.Tensor:
             return x.expand(batch, *x.shape[1:])
@@ -298,29 +309,30 @@ class TrackingGraphs:
                 maskmem_tpos_enc=model.maskmem_tpos_enc, obj_ptr_tpos_proj=model.obj_ptr_tpos_proj,
                 max_pointer_distance=min(num_frames, cfg.max_obj_ptrs_in_encoder) - 1,
                 add_tpos_enc_to_obj_ptrs=cfg.add_tpos_enc_to_obj_ptrs,
-                proj_tpos_enc_in_obj_ptrs=cfg.proj_tpos_enc_in_obj_ptrs, dtype=buffers.vision.dtype,
+                proj_tpos_enc_in_obj_ptrs=cfg.proj_tpos_enc_in_obj_ptrs, dtype=static.vision.dtype,
                 pointer_distances=buffers.distances,
             )
             ptr, ptr_pos = tokens.memory.transpose(0, 1), tokens.memory_pos.transpose(0, 1)
             for layer, module in enumerate(model.memory_attention.layers):
                 attn = module.cross_attn_image
                 buffers.keys[layer][:, :, spatial:] = attn.separate_heads(attn.k_proj(ptr + ptr_pos))
-            buffers.values[:, :, spatial:] = attn.unprojected_values(ptr)
-        vision = rep(buffers.vision)
+            first_attn = model.memory_attention.layers[0].cross_attn_image  # values: one tensor for all layers
+            buffers.values[:, :, spatial:] = first_attn.unprojected_values(ptr)
+        vision = rep(static.vision)
         curr = vision.flatten(2).permute(2, 0, 1)
-        curr_pos = rep(buffers.vision_pos).flatten(2).permute(2, 0, 1)
+        curr_pos = rep(static.vision_pos).flatten(2).permute(2, 0, 1)
         kv = [(keys, buffers.values) for keys in buffers.keys]
-        ops = self._fused_ops(batch, buffers.vision)
+        ops = self._fused_ops(batch, static.vision)
         with nullcontext() if ops is None else ops.running():
             pix = model.memory_attention.attend_memory(curr, curr_pos, kv, (h, w), ops)
             pix = pix.permute(1, 2, 0).reshape(batch, c, h, w)
-            heads = model.run_heads(pix, (rep(buffers.high_res[0]), rep(buffers.high_res[1])),
+            heads = model.run_heads(pix, (rep(static.high_res[0]), rep(static.high_res[1])),
                                     multimask_output=model.use_multimask(False, 0))
             memory, _ = model.encode_memory(vision, heads.high_res_masks, heads.object_score_logits,
                                             is_mask_from_points=False)
         memory = memory.to(MEMORY_DTYPE)
         rotation = model.memory_attention.rotation((h, w), memory.device)
-        new_kv = project_memory_bases(model.memory_attention, memory.to(buffers.vision.dtype), memory_pos, rotation)
+        new_kv = project_memory_bases(model.memory_attention, memory.to(static.vision.dtype), memory_pos, rotation)
         return StepOutputs(
             fill_holes(heads.low_res_masks.float(), self.fill_hole_area), heads.obj_ptr.float(),
             heads.object_score_logits[:, 0].float(), memory, new_kv,

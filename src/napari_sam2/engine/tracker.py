@@ -73,7 +73,8 @@ class Tracker:
         features = self.features.get(frame)
         if self.prompt_graphs is not None and plan is None and mask is None and points is not None:
             multimask = self.model.use_multimask(is_first_prompt, points.labels.shape[1])
-            out = self.prompt_graphs.run(features, points.coords.to(self.device), points.labels.to(self.device),
+            # clicks go from the host straight into the graph's buffers
+            out = self.prompt_graphs.run(features, points.coords, points.labels,
                                          None if prev_logits is None else prev_logits.to(self.device),
                                          multimask=multimask)
             return self._store_outputs(out.low_res_masks, out.object_score, out.obj_ptr)[0]
