@@ -316,8 +316,7 @@ class TrackingGraphs:
             for layer, module in enumerate(model.memory_attention.layers):
                 attn = module.cross_attn_image
                 buffers.keys[layer][:, :, spatial:] = attn.separate_heads(attn.k_proj(ptr + ptr_pos))
-            first_attn = model.memory_attention.layers[0].cross_attn_image  # values: one tensor for all layers
-            buffers.values[:, :, spatial:] = first_attn.unprojected_values(ptr)
+            buffers.values[:, :, spatial:] = model.memory_attention.unprojected_values(ptr)
         vision = rep(static.vision)
         curr = vision.flatten(2).permute(2, 0, 1)
         curr_pos = rep(static.vision_pos).flatten(2).permute(2, 0, 1)

@@ -223,6 +223,11 @@ class MemoryAttention(nn.Module):
         """The RoPE cos/sin table of a feature grid, shared by all layers (they have the same head dim)."""
         return self.layers[0].self_attn.rotation(feat_hw, device)
 
+    def unprojected_values(self, memory: torch.Tensor) -> torch.Tensor:
+        """memory (B, M, kv_in_dim) → the cross-attention values every layer shares (B, heads, M, kv_in_dim)
+        (``RoPEAttention.unprojected_values``; each layer's ``v_proj`` is applied in its attention)."""
+        return self.layers[0].cross_attn_image.unprojected_values(memory)
+
     def project_memory(
         self,
         memory: torch.Tensor,
@@ -235,7 +240,7 @@ class MemoryAttention(nn.Module):
         of the ``feat_hw`` grid."""
         rotation = self.rotation(feat_hw, memory.device)
         memory, memory_pos = memory.transpose(0, 1), memory_pos.transpose(0, 1)
-        values = self.layers[0].cross_attn_image.unprojected_values(memory)
+        values = self.unprojected_values(memory)
         keys = memory + memory_pos
         return [(layer.cross_attn_image.project_keys(keys, rotation, num_obj_ptr_tokens), values)
                 for layer in self.layers]

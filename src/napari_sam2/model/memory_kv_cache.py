@@ -30,7 +30,7 @@ def project_memory_bases(
     (1 or B, mem_dim, h, w) → [(keys (B, heads, HW, head_dim), values (B, heads, HW, mem_dim))] per layer."""
     tokens = memory.flatten(2).transpose(1, 2)  # (B, HW, mem_dim)
     pos = pos_enc.flatten(2).transpose(1, 2).to(tokens.dtype)
-    values = attention.layers[0].cross_attn_image.unprojected_values(tokens)
+    values = attention.unprojected_values(tokens)
     return [(module.cross_attn_image.project_keys(tokens + pos, rotation), values) for module in attention.layers]
 
 
@@ -82,7 +82,7 @@ class MemoryKVCache:
             for layer, module in enumerate(self.attention.layers):
                 attn = module.cross_attn_image
                 per_layer[layer].append(attn.separate_heads(attn.k_proj(tokens + pos)))
-            values.append(self.attention.layers[0].cross_attn_image.unprojected_values(tokens))
+            values.append(self.attention.unprojected_values(tokens))
         shared = torch.cat(values, dim=-2)
         return [(torch.cat(k, dim=-2), shared) for k in per_layer]
 
