@@ -71,9 +71,13 @@ def profile(session: Session, stack, nobj: int) -> None:
     session.features.clear()
     add_prompts_ours(session, stack, nobj)
     frames = session.propagate(start=0, max_frames=NFRAMES - 1)
-    for _ in range(12):
+    first = []
+    for _ in range(12):  # the first frames of a pass (prompts, a growing memory: eager steps), each timed
+        t0 = time.perf_counter()
         _ = next(frames).masks
-    torch.cuda.synchronize()
+        torch.cuda.synchronize()
+        first.append(f"{1000 * (time.perf_counter() - t0):.0f}")
+    print(f"   first 12 frames, ms each: {' '.join(first)}")
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         t0 = time.perf_counter()
         for r in frames:
@@ -93,15 +97,24 @@ def profile(session: Session, stack, nobj: int) -> None:
 
 
 def operators(session: Session, stack, nobj: int) -> None:
-    """Which operators launch the GPU time (the static step without capture, so each kernel has its operator)."""
+    """Which operators launch the GPU time (the static step without capture, so each kernel has its operator):
+    per operator and input shapes, the GPU time of the kernels it launched itself, in ms per frame."""
     session.tracker.graphs.use_graphs = False
     session.tracker.graphs.clear()
     run_pass(session, stack, nobj, 16)
+    frames = 12
     activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
     with torch.profiler.profile(activities=activities, record_shapes=True) as prof:
-        run_pass(session, stack, nobj, 12)
-    print(prof.key_averages(group_by_input_shape=True).table(sort_by="self_cuda_time_total", row_limit=TOP,
-                                                             max_name_column_width=40, max_shapes_column_width=70))
+        run_pass(session, stack, nobj, frames)
+    rows = [e for e in prof.key_averages(group_by_input_shape=True)
+            if e.key.startswith("aten::") and e.self_device_time_total > 0]
+    rows.sort(key=lambda e: -e.self_device_time_total)
+    total = sum(e.self_device_time_total for e in rows) / 1000 / frames
+    print(f"   operators (eager, {frames} frames incl. prompts): {total:.1f} ms/frame of kernels")
+    for e in rows[:TOP]:
+        shapes = str(e.input_shapes)[:90]
+        print(f"   {e.self_device_time_total / 1000 / frames:8.2f} ms {e.count / frames:6.1f}/frame  "
+              f"{e.key[6:30]:<24} {shapes}")
     session.tracker.graphs.use_graphs = None
     session.tracker.graphs.clear()
 

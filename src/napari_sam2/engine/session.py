@@ -455,19 +455,22 @@ class Session:
     def _compute_frame(
         self, frame: int, reverse: bool, upcoming: Sequence[int], skip: set[int] = frozenset()
     ) -> dict[int, FrameOutput]:
-        """Compute every object not prompted on ``frame`` (nor in ``skip``), in one batch per memory layout
-        (objects prompted on different frames share a batch once their memories have the same shape). Changes
-        nothing in the session: ``_commit_frame`` does (or ``_discard_outputs`` drops the outputs)."""
+        """Compute every object not prompted on ``frame`` (nor in ``skip``): memory attention in one batch per
+        memory layout (objects prompted on different frames share it once their memories have the same shape),
+        the heads and memory encoder of every batch that is not replayed as a graph in one pass
+        (``Tracker.run_tracking_groups``). Changes nothing in the session: ``_commit_frame`` does (or
+        ``_discard_outputs`` drops the outputs)."""
         groups: dict[Any, list[tuple[ObjectTrack, Any]]] = {}
         for track in self._tracks.values():
             if frame not in track.cond and track.obj_id not in skip:
                 plan = plan_memory(track, frame, reverse=reverse, num_frames=self.num_frames,
                                    config=self.model.config)
                 groups.setdefault(plan.layout, []).append((track, plan))
+        batches = [([m[0] for m in members], [m[1] for m in members]) for members in groups.values()]
         new: dict[int, FrameOutput] = {}
-        for members in groups.values():
-            tracks, plans = [m[0] for m in members], [m[1] for m in members]
-            for track, output in zip(tracks, self.tracker.run_tracking(tracks, frame, plans, upcoming), strict=True):
+        for (tracks, _), outputs in zip(batches, self.tracker.run_tracking_groups(batches, frame, upcoming),
+                                        strict=True):
+            for track, output in zip(tracks, outputs, strict=True):
                 new[track.obj_id] = output
         return new
 

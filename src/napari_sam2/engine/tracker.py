@@ -113,17 +113,54 @@ class Tracker:
     ) -> list[FrameOutput]:
         """Track several objects on ``frame`` in one batch; their ``plans`` (one per track) share one ``layout``
         but may name different frames. Returns their new outputs."""
+        return self.run_tracking_groups([(tracks, plans)], frame, upcoming)[0]
+
+    def run_tracking_groups(
+        self,
+        groups: Sequence[tuple[Sequence[ObjectTrack], Sequence[MemoryPlan]]],
+        frame: int,
+        upcoming: Sequence[int] = (),
+    ) -> list[list[FrameOutput]]:
+        """Track every object on ``frame``: ``groups`` of (tracks, plans), the plans of a group of one ``layout``
+        (memories of one shape). A group whose step runs on static buffers (a CUDA graph) runs alone; the others
+        attend to their memories group by group, then share one pass of the SAM heads and the memory encoder
+        (objects prompted on different frames, whose memories differ in number while a pass starts, are
+        decoded together). Returns each group's new outputs, in order."""
+        if not groups:
+            return []
         features = self.features.get(frame, upcoming)
-        if self.graphs is not None:
-            outputs = self._run_static(tracks, features, plans)
-            if outputs is not None:
-                return outputs
-        features = features.expand(len(tracks))
-        spatial, pointers, ids = self._memories(tracks, plans)
-        step = self.model.track_step(features, spatial=spatial, pointers=pointers, num_frames=self.num_frames,
-                                     kv_cache=self.kv_cache, memory_ids=ids)
-        self._remember_memory_pos(step.memory_pos_enc)
-        return self._store(step)
+        results: list[list[FrameOutput] | None] = [None] * len(groups)
+        eager = []
+        for index, (tracks, plans) in enumerate(groups):
+            outputs = self._run_static(tracks, features, plans) if self.graphs is not None else None
+            if outputs is None:
+                eager.append(index)
+            results[index] = outputs
+        if eager:
+            conditioned = []
+            for index in eager:
+                tracks, plans = groups[index]
+                spatial, pointers, ids = self._memories(tracks, plans)
+                conditioned.append(self.model.condition_on_memory(
+                    features.expand(len(tracks)), spatial, pointers, num_frames=self.num_frames,
+                    kv_cache=self.kv_cache, memory_ids=ids))
+            outputs = self._heads_and_memory(features, torch.cat(conditioned) if len(eager) > 1 else conditioned[0])
+            start = 0
+            for index in eager:
+                count = len(groups[index][0])
+                results[index], start = outputs[start : start + count], start + count
+        return results
+
+    def _heads_and_memory(self, features: FrameFeatures, pix_feat: torch.Tensor) -> list[FrameOutput]:
+        """The tracking step after memory attention (``SAM2Model.track_step`` without prompts): the SAM heads on
+        memory-conditioned features (B, C, h, w), the new memories, stored."""
+        model = self.model
+        features = features.expand(pix_feat.shape[0])
+        heads = model.run_heads(pix_feat, features.high_res, multimask_output=model.use_multimask(False, 0))
+        memory, pos = model.encode_memory(features.vision, heads.high_res_masks, heads.object_score_logits,
+                                          is_mask_from_points=False)
+        self._remember_memory_pos(pos)
+        return self._store(TrackStepOutput(heads, memory, pos))
 
     def logits(self, output: FrameOutput) -> torch.Tensor:
         """(1, 1, S/4, S/4) float32 low-resolution logits of an output, on the compute device."""
