@@ -104,8 +104,12 @@ def operators(session: Session, stack, nobj: int) -> None:
     run_pass(session, stack, nobj, 16)
     frames = 12
     activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
-    with torch.profiler.profile(activities=activities, record_shapes=True) as prof:
-        run_pass(session, stack, nobj, frames)
+    prof = torch.profiler.profile(activities=activities, record_shapes=True)
+    # the operators are recorded in the thread that starts the profiler: the session's compute thread, where the
+    # model runs (started from this thread, it saw only the consolidation of results)
+    session.compute.run(prof.start)
+    run_pass(session, stack, nobj, frames)
+    session.compute.run(prof.stop)
     rows = [e for e in prof.key_averages(group_by_input_shape=True)
             if e.key.startswith("aten::") and e.self_device_time_total > 0]
     rows.sort(key=lambda e: -e.self_device_time_total)

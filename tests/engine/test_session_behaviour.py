@@ -70,13 +70,15 @@ def test_uint16_intensity_range_comes_from_a_sample(model):
     assert 10 in stack.reads and len(set(stack.reads)) <= 17  # 16 sampled frames + the frame itself
 
 
-def test_objects_with_different_memories_are_batched_and_stay_independent(model, frames):
-    together = Session(model, frames, device="cpu")
+@pytest.mark.parametrize("cached", [False, True], ids=["no-kv-cache", "kv-cache"])
+def test_objects_with_different_memories_are_batched_and_stay_independent(model, frames, cached, monkeypatch):
+    together = Session(model, frames, device="cpu", cache_memory_kv=cached)
     together.add_points(0, 1, [[28, 28]], [1])
     together.add_points(3, 2, [[58, 55]], [1])
     together.add_box(3, 3, (20, 60, 45, 85))
-    sizes, decoded = [], []
-    original, heads = together.tracker.run_tracking_groups, together.model.run_heads
+    sizes, decoded, attended = [], [], []
+    original = together.tracker.run_tracking_groups
+    heads, attention = model.run_heads, model.memory_attention
 
     def spy(groups, frame, upcoming=()):
         for _, plans in groups:
@@ -88,16 +90,30 @@ def test_objects_with_different_memories_are_batched_and_stay_independent(model,
         decoded.append(pix_feat.shape[0])
         return heads(pix_feat, *args, **kwargs)
 
-    together.tracker.run_tracking_groups = spy
-    together.model.run_heads = heads_spy
+    def attention_spy(method):
+        def call(curr, *args, **kwargs):
+            attended.append(curr.shape[1])
+            return method(curr, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(together.tracker, "run_tracking_groups", spy)
+    monkeypatch.setattr(model, "run_heads", heads_spy)
+    for name in ("attend_memory", "attend_memory_groups"):
+        monkeypatch.setattr(attention, name, attention_spy(getattr(attention, name)))
     both = run(together)
     # objects 2 and 3 share every memory plan; object 1, prompted on another frame, joins their batch once its
     # memories have the same layout (same slots, same number of pointers), attending to its own frames; before
-    # that, the two batches' memory attention runs apart and their heads together
+    # that, the two batches are computed together all the same: one decoder pass a frame, and with the key/value
+    # cache one memory attention (a cross-attention per batch)
     assert [3] in sizes and ([1, 2] in sizes or [2, 1] in sizes)
-    assert decoded == [sum(batches) for batches in sizes]  # one decoder pass a frame
+    assert decoded == [sum(batches) for batches in sizes]
+    if cached:
+        assert attended == decoded
+    else:
+        assert attended == [n for batches in sizes for n in batches]
+    monkeypatch.undo()
     for obj_id, prompt in [(1, ("p", 0, [[28, 28]])), (2, ("p", 3, [[58, 55]])), (3, ("b", 3, (20, 60, 45, 85)))]:
-        alone = Session(model, frames, device="cpu")
+        alone = Session(model, frames, device="cpu", cache_memory_kv=cached)
         kind, frame, value = prompt
         alone.add_points(frame, obj_id, value, [1]) if kind == "p" else alone.add_box(frame, obj_id, value)
         single = run(alone, start=0)

@@ -207,3 +207,18 @@ def test_rotary_rejects_partial_frames():
         apply_rotary(torch.zeros(1, 1, 17, 64), rotation, repeat=True)
     with pytest.raises(ValueError):
         apply_rotary(torch.zeros(1, 1, 32, 64), rotation, repeat=False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_linear_relu_in_the_epilogue_equals_linear_then_relu(dtype):
+    from napari_sam2.model.memory_attention import linear_relu
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(32, 96)
+    x = torch.randn(3, 50, 32).to(dtype)
+    expected = torch.relu(torch.nn.functional.linear(x, linear.weight.to(dtype), linear.bias.to(dtype)))
+    got = linear_relu(x, linear)
+    assert got.shape == (3, 50, 96) and got.dtype == dtype
+    assert (got == 0).sum() > 1000  # the ReLU clipped something
+    tolerance = 1e-6 if dtype == torch.float32 else 1e-2
+    torch.testing.assert_close(got, expected, rtol=tolerance, atol=tolerance)

@@ -2,8 +2,8 @@
 
 This is where per-frame outputs are made and stored (the reference's ``_run_single_frame_inference``
 and ``_run_memory_encoder`` in sam2/sam2_video_predictor.py), with two differences: every object that
-needs a frame and shares its memory plan is computed in one batched forward pass, and outputs go to a
-:class:`TensorVault` instead of staying on the device.
+needs a frame is computed in one batched forward pass (objects whose memories differ in number share it, with one
+cross-attention per memory length), and outputs go to a :class:`TensorVault` instead of staying on the device.
 """
 
 from __future__ import annotations
@@ -123,9 +123,10 @@ class Tracker:
     ) -> list[list[FrameOutput]]:
         """Track every object on ``frame``: ``groups`` of (tracks, plans), the plans of a group of one ``layout``
         (memories of one shape). A group whose step runs on static buffers (a CUDA graph) runs alone; the others
-        attend to their memories group by group, then share one pass of the SAM heads and the memory encoder
-        (objects prompted on different frames, whose memories differ in number while a pass starts, are
-        decoded together). Returns each group's new outputs, in order."""
+        share one pass: memory attention with one cross-attention per group (with the key/value cache; without
+        it, memory attention group by group), then the SAM heads and the memory encoder — so objects prompted on
+        different frames, whose memories differ in number while a pass starts, are computed together. Returns
+        each group's new outputs, in order."""
         if not groups:
             return []
         features = self.features.get(frame, upcoming)
@@ -137,14 +138,18 @@ class Tracker:
                 eager.append(index)
             results[index] = outputs
         if eager:
-            conditioned = []
-            for index in eager:
-                tracks, plans = groups[index]
-                spatial, pointers, ids = self._memories(tracks, plans)
-                conditioned.append(self.model.condition_on_memory(
-                    features.expand(len(tracks)), spatial, pointers, num_frames=self.num_frames,
-                    kv_cache=self.kv_cache, memory_ids=ids))
-            outputs = self._heads_and_memory(features, torch.cat(conditioned) if len(eager) > 1 else conditioned[0])
+            memories = [self._memories(*groups[index]) for index in eager]
+            if len(eager) > 1 and self.kv_cache is not None and all(s or p for s, p, _ in memories):
+                total = sum(len(groups[index][0]) for index in eager)
+                pix_feat = self.model.condition_on_memory_groups(features.expand(total), memories,
+                                                                 num_frames=self.num_frames, kv_cache=self.kv_cache)
+            else:
+                parts = [self.model.condition_on_memory(features.expand(len(groups[index][0])), spatial, pointers,
+                                                        num_frames=self.num_frames, kv_cache=self.kv_cache,
+                                                        memory_ids=ids)
+                         for index, (spatial, pointers, ids) in zip(eager, memories, strict=True)]
+                pix_feat = parts[0] if len(parts) == 1 else torch.cat(parts)
+            outputs = self._heads_and_memory(features, pix_feat)
             start = 0
             for index in eager:
                 count = len(groups[index][0])

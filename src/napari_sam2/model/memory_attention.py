@@ -14,6 +14,7 @@ share them and the attention reads a quarter of what projected values would be.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -106,10 +107,19 @@ class RoPEAttention(Attention):
         values are projected first: the CPU's fast kernels need values as wide as the keys (the general path is
         ~1.6× slower there).
         """
-        if projects_values_after_attention(q):
-            out = self._project_values(scaled_dot_product_attention(q, k, values))
-        else:
-            out = scaled_dot_product_attention(q, k, self._project_values(values))
+        return self.attend_groups(q, [(k, values)], [q.shape[0]])
+
+    def attend_groups(self, q: torch.Tensor, memory_kv: Sequence[MemoryKV], sizes: Sequence[int]) -> torch.Tensor:
+        """``attend_unprojected`` for a batch whose objects attend to memories of different lengths: the first
+        ``sizes[0]`` objects of q (B, heads, Nq, head_dim) to ``memory_kv[0]`` (keys, values with sizes[0] in
+        their batch), the next ``sizes[1]`` to ``memory_kv[1]``, … → (B, Nq, embedding_dim). One attention call
+        per group; the value and output projections once for the batch."""
+        after = projects_values_after_attention(q)
+        parts = [scaled_dot_product_attention(qg, k, values if after else self._project_values(values))
+                 for qg, (k, values) in zip(q.split(list(sizes)), memory_kv, strict=True)]
+        out = parts[0] if len(parts) == 1 else torch.cat(parts)
+        if after:
+            out = self._project_values(out)
         return self.out_proj(self.recombine_heads(out))
 
     def _project_values(self, x: torch.Tensor) -> torch.Tensor:
@@ -133,6 +143,16 @@ class RoPEAttention(Attention):
             rotation = self.rotation(grid_of(q.shape[1]), q.device)
         keys, values = self.project_keys_values(k, v, rotation, num_k_exclude_rope)
         return self.attend(self.project_queries(q, rotation), keys, values)
+
+
+def linear_relu(x: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
+    """relu(linear(x)) with the bias and the ReLU in the matrix product's epilogue (cuBLASLt on CUDA): one pass less
+    over the MLP's hidden activations, which are 8× the layer's width — at 20 objects and 1024 px, 0.7 ms a frame.
+    x (..., in) → (..., out) in x's dtype (the weights are cast to it, as autocast casts them). Rounding to x's
+    dtype commutes with the ReLU, so this equals the unfused relu(linear(x)) up to the product's summation order."""
+    flat = x.reshape(-1, x.shape[-1])
+    out = torch._addmm_activation(linear.bias.to(x.dtype), flat, linear.weight.to(x.dtype).t())
+    return out.view(*x.shape[:-1], out.shape[-1])
 
 
 class MemoryAttentionLayer(nn.Module):
@@ -161,16 +181,20 @@ class MemoryAttentionLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d_model)
         self.norm3 = nn.LayerNorm(d_model)
         self.activation = activation_fn(activation)
+        self.relu = activation == "relu"
 
-    def forward(self, tgt: torch.Tensor, memory_kv: MemoryKV, rotation: torch.Tensor) -> torch.Tensor:
-        """tgt (B, HW, d_model); ``memory_kv`` from ``MemoryAttention.project_memory``; ``rotation`` of the HW grid."""
+    def forward(self, tgt: torch.Tensor, memory_kv: MemoryKV | Sequence[MemoryKV], rotation: torch.Tensor,
+                group_sizes: Sequence[int] | None = None) -> torch.Tensor:
+        """tgt (B, HW, d_model); ``memory_kv`` from ``MemoryAttention.project_memory``; ``rotation`` of the HW grid.
+        With ``group_sizes``, memory_kv is one (keys, values) per group of objects (``RoPEAttention.attend_groups``)."""
         # self-attention, no positional encoding added to q/k (pos_enc_at_attn=False)
         x = self.norm1(tgt)
         tgt = tgt + self.self_attn(x, x, x, rotation=rotation)
         # cross-attention, queries without positional encoding (pos_enc_at_cross_attn_queries=False)
         x = self.norm2(tgt)
         attn = self.cross_attn_image
-        tgt = tgt + attn.attend_unprojected(attn.project_queries(x, rotation), *memory_kv)
+        groups, sizes = ([memory_kv], [tgt.shape[0]]) if group_sizes is None else (memory_kv, group_sizes)
+        tgt = tgt + attn.attend_groups(attn.project_queries(x, rotation), groups, sizes)
         # MLP
         return tgt + self.linear2(self.activation(self.linear1(self.norm3(tgt))))
 
@@ -190,7 +214,8 @@ class MemoryAttentionLayer(nn.Module):
         attn = self.cross_attn_image
         q = ops.rotate(attn.separate_heads(attn.q_proj(x)), *pairs)
         tgt, x = ops.add_and_norm(tgt, attn.attend_unprojected(q, *memory_kv), norm_of(self.norm3), x.dtype)
-        return tgt, self.linear2(self.activation(self.linear1(x)))
+        hidden = linear_relu(x, self.linear1) if self.relu else self.activation(self.linear1(x))
+        return tgt, self.linear2(hidden)
 
 
 class MemoryAttention(nn.Module):
@@ -274,11 +299,26 @@ class MemoryAttention(nn.Module):
         rotation = self.rotation(feat_hw, curr.device)
         if ops is not None:
             return self._attend_fused(curr, curr_pos, memory_kv, rotation, ops)
+        return self._attend_plain(curr, curr_pos, [[kv] for kv in memory_kv], [curr.shape[1]], rotation)
+
+    def attend_memory_groups(
+        self, curr: torch.Tensor, curr_pos: torch.Tensor, memory_kv: Sequence[list[MemoryKV]],
+        sizes: Sequence[int], feat_hw: tuple[int, int],
+    ) -> torch.Tensor:
+        """``attend_memory`` of a batch whose groups of objects have memories of different lengths: per group (the
+        first ``sizes[0]`` objects of curr, then the next ``sizes[1]``, …) one (k, v) per layer. Self-attention,
+        norms, projections and MLPs run once for the batch; the cross-attention once per group. Each object's
+        result is what ``attend_memory`` gives it in a batch of its group (up to the batch's summation order)."""
+        per_layer = [[group[i] for group in memory_kv] for i in range(len(self.layers))]
+        return self._attend_plain(curr, curr_pos, per_layer, sizes, self.rotation(feat_hw, curr.device))
+
+    def _attend_plain(self, curr, curr_pos, per_layer: list[list[MemoryKV]], sizes: Sequence[int],
+                      rotation: torch.Tensor) -> torch.Tensor:
         # pos_enc_at_input, then batch-first in memory: every layer's norms, projections and residual sums read
         # contiguous rows (a transposed view would be copied again by each of them)
         output = (curr + 0.1 * curr_pos).transpose(0, 1).contiguous()
-        for layer, kv in zip(self.layers, memory_kv, strict=True):
-            output = layer(output, kv, rotation)
+        for layer, kvs in zip(self.layers, per_layer, strict=True):
+            output = layer(output, kvs, rotation, sizes)
         return self.norm(output).transpose(0, 1)
 
     def _attend_fused(self, curr, curr_pos, memory_kv, rotation, ops: FusedOps) -> torch.Tensor:

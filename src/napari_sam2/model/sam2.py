@@ -144,11 +144,8 @@ class SAM2Model(nn.Module):
         curr = features.vision.flatten(2).permute(2, 0, 1)
         curr_pos = features.vision_pos.flatten(2).permute(2, 0, 1)
         if kv_cache is not None:
-            dtype = features.vision.dtype
-            entries = [(ids, m.features, m.pos_enc, m.temporal_slot)
-                       for m, ids in zip(spatial, memory_ids, strict=True)]
-            ptr = self._memory_tokens((), pointers, num_frames, dtype) if pointers else None
-            kv = kv_cache.memory_kv(entries, ptr and ptr.memory, ptr and ptr.memory_pos, (h, w), dtype=dtype)
+            kv = self._cached_memory_kv(spatial, pointers, memory_ids, kv_cache, num_frames, (h, w),
+                                        features.vision.dtype)
             out = self.memory_attention.attend_memory(curr, curr_pos, kv, (h, w))
             return out.permute(1, 2, 0).reshape(b, c, h, w)
         tokens = self._memory_tokens(spatial, pointers, num_frames, features.vision.dtype)
@@ -156,6 +153,41 @@ class SAM2Model(nn.Module):
             curr, curr_pos, tokens.memory, tokens.memory_pos, num_obj_ptr_tokens=tokens.num_pointer_tokens
         )
         return out.permute(1, 2, 0).reshape(b, c, h, w)
+
+    def condition_on_memory_groups(
+        self,
+        features: FrameFeatures,
+        groups: Sequence[tuple[Sequence[SpatialMemory], Sequence[PointerMemory], Sequence[Sequence[int]]]],
+        *,
+        num_frames: int,
+        kv_cache: MemoryKVCache,
+    ) -> torch.Tensor:
+        """``condition_on_memory`` of a batch made of groups of objects whose memories differ in number (objects
+        prompted on different frames, as a pass starts): features (B, C, h, w) for every object, groups in batch
+        order, each (spatial, pointers, memory_ids) of its objects (every group with some memory) → (B, C, h, w).
+        The memory attention runs once for the batch, its cross-attention once per group
+        (``MemoryAttention.attend_memory_groups``)."""
+        b, c, h, w = features.vision.shape
+        kvs, sizes = [], []
+        for spatial, pointers, ids in groups:
+            if not spatial and not pointers:
+                raise ValueError("every group of a grouped memory attention needs a memory")
+            kvs.append(self._cached_memory_kv(spatial, pointers, ids, kv_cache, num_frames, (h, w),
+                                              features.vision.dtype))
+            sizes.append(spatial[0].features.shape[0] if spatial else pointers[0].pointer.shape[0])
+        if sum(sizes) != b:
+            raise ValueError(f"groups of {sum(sizes)} objects for features of {b}")
+        curr = features.vision.flatten(2).permute(2, 0, 1)
+        curr_pos = features.vision_pos.flatten(2).permute(2, 0, 1)
+        out = self.memory_attention.attend_memory_groups(curr, curr_pos, kvs, sizes, (h, w))
+        return out.permute(1, 2, 0).reshape(b, c, h, w)
+
+    def _cached_memory_kv(self, spatial, pointers, memory_ids, kv_cache: MemoryKVCache, num_frames: int,
+                          feat_hw: tuple[int, int], dtype: torch.dtype):
+        """Per layer, the (keys, values) of a batch's memories, spatial ones from ``kv_cache``."""
+        entries = [(ids, m.features, m.pos_enc, m.temporal_slot) for m, ids in zip(spatial, memory_ids, strict=True)]
+        ptr = self._memory_tokens((), pointers, num_frames, dtype) if pointers else None
+        return kv_cache.memory_kv(entries, ptr and ptr.memory, ptr and ptr.memory_pos, feat_hw, dtype=dtype)
 
     def new_kv_cache(self, max_entries: int = 256) -> MemoryKVCache:
         """A cache of memory keys/values for ``condition_on_memory`` (see ``memory_kv_cache``)."""
