@@ -10,7 +10,9 @@ APT_PACKAGES=(xvfb xauth libgl1-mesa-dri libglx-mesa0 libegl1 libxkbcommon-x11-0
   libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-xinerama0 libxcb-randr0 libxcb-render-util0
   libxcb-image0 libdbus-1-3 libfontconfig1)
 if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-  if dpkg-query -W -f='${Status}\n' "${APT_PACKAGES[@]}" 2>&1 | grep -qv "install ok installed"; then
+  # (dpkg-query fails when a package is missing: under pipefail a pipe into grep would then read as "all there")
+  missing=$(dpkg-query -W -f='${Status}\n' "${APT_PACKAGES[@]}" 2>&1 | grep -v "install ok installed" || true)
+  if [ -n "$missing" ]; then
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${APT_PACKAGES[@]}"
   fi
