@@ -1,10 +1,16 @@
 """Screenshots of the real widget for the user guide: docs/images/*.png, written by driving the plugin on the
 synthetic cell sample (clicks on two cells, a box on a third, propagated forward) with the shipped starter model,
 so the pictures show real masks.
+
+They go to docs/images only when asked (``NAPARI_SAM2_DOCS_IMAGES=1 xvfb-run -a .venv/bin/python -m pytest
+tests/qt -k screenshot``); a plain test run writes them to a temporary folder and leaves the checkout unchanged.
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +19,15 @@ from PIL import Image as PILImage
 from napari_sam2 import samples
 
 DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+
+
+@functools.cache
+def _screenshots() -> Path:
+    if os.environ.get("NAPARI_SAM2_DOCS_IMAGES") == "1":
+        return DOCS_IMAGES
+    return Path(tempfile.mkdtemp(prefix="napari-sam2-screenshots-"))
+
+
 _MODEL = {}
 
 
@@ -25,8 +40,8 @@ def screenshot_model():
 
 
 def _save(viewer, name: str) -> Path:
-    DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
-    path = DOCS_IMAGES / name
+    _screenshots().mkdir(parents=True, exist_ok=True)
+    path = _screenshots() / name
     image = viewer.screenshot(canvas_only=False, flash=False)
     PILImage.fromarray(np.asarray(image)).save(path)
     return path
