@@ -455,11 +455,10 @@ class Session:
     def _compute_frame(
         self, frame: int, reverse: bool, upcoming: Sequence[int], skip: set[int] = frozenset()
     ) -> dict[int, FrameOutput]:
-        """Compute every object not prompted on ``frame`` (nor in ``skip``): memory attention in one batch per
-        memory layout (objects prompted on different frames share it once their memories have the same shape),
-        the heads and memory encoder of every batch that is not replayed as a graph in one pass
-        (``Tracker.run_tracking_groups``). Changes nothing in the session: ``_commit_frame`` does (or
-        ``_discard_outputs`` drops the outputs)."""
+        """Compute every object not prompted on ``frame`` (nor in ``skip``), grouped by memory layout (objects
+        prompted on different frames share a group once their memories have the same shape); the groups not
+        replayed as a graph are computed in one pass (``Tracker.run_tracking_groups``). Changes nothing in the
+        session: ``_commit_frame`` does (or ``_discard_outputs`` drops the outputs)."""
         groups: dict[Any, list[tuple[ObjectTrack, Any]]] = {}
         for track in self._tracks.values():
             if frame not in track.cond and track.obj_id not in skip:

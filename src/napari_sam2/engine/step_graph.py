@@ -298,9 +298,6 @@ class TrackingGraphs:
         batch, static = buffers.pointers.shape[1], buffers.features
         c, h, w = static.vision.shape[1:]
 
-        def rep(x: torch.Tensor) -> torch.Tensor:
-            return x.expand(batch, *x.shape[1:])
-
         spatial = buffers.spatial_tokens
         buffers.add_slot_encodings()
         if buffers.num_pointers:
@@ -317,19 +314,16 @@ class TrackingGraphs:
                 attn = module.cross_attn_image
                 buffers.keys[layer][:, :, spatial:] = attn.separate_heads(attn.k_proj(ptr + ptr_pos))
             buffers.values[:, :, spatial:] = model.memory_attention.unprojected_values(ptr)
-        vision = rep(static.vision)
-        curr = vision.flatten(2).permute(2, 0, 1)
-        curr_pos = rep(static.vision_pos).flatten(2).permute(2, 0, 1)
+        frame = static.expand(batch)
+        curr = frame.vision.flatten(2).permute(2, 0, 1)
+        curr_pos = frame.vision_pos.flatten(2).permute(2, 0, 1)
         kv = [(keys, buffers.values) for keys in buffers.keys]
         ops = self._fused_ops(batch, static.vision)
         with nullcontext() if ops is None else ops.running():
             pix = model.memory_attention.attend_memory(curr, curr_pos, kv, (h, w), ops)
             pix = pix.permute(1, 2, 0).reshape(batch, c, h, w)
-            heads = model.run_heads(pix, (rep(static.high_res[0]), rep(static.high_res[1])),
-                                    multimask_output=model.use_multimask(False, 0))
-            memory, _ = model.encode_memory(vision, heads.high_res_masks, heads.object_score_logits,
-                                            is_mask_from_points=False)
-        memory = memory.to(MEMORY_DTYPE)
+            step = model.heads_and_memory(frame, pix)
+        heads, memory = step.heads, step.memory_features.to(MEMORY_DTYPE)
         rotation = model.memory_attention.rotation((h, w), memory.device)
         new_kv = project_memory_bases(model.memory_attention, memory.to(static.vision.dtype), memory_pos, rotation)
         return StepOutputs(

@@ -108,13 +108,6 @@ class Tracker:
             output.memory_id = self.vault.put(memory[i : i + 1].to(MEMORY_DTYPE))
 
     # -- propagation ---------------------------------------------------------------------------------------
-    def run_tracking(
-        self, tracks: Sequence[ObjectTrack], frame: int, plans: Sequence[MemoryPlan], upcoming: Sequence[int] = ()
-    ) -> list[FrameOutput]:
-        """Track several objects on ``frame`` in one batch; their ``plans`` (one per track) share one ``layout``
-        but may name different frames. Returns their new outputs."""
-        return self.run_tracking_groups([(tracks, plans)], frame, upcoming)[0]
-
     def run_tracking_groups(
         self,
         groups: Sequence[tuple[Sequence[ObjectTrack], Sequence[MemoryPlan]]],
@@ -157,15 +150,10 @@ class Tracker:
         return results
 
     def _heads_and_memory(self, features: FrameFeatures, pix_feat: torch.Tensor) -> list[FrameOutput]:
-        """The tracking step after memory attention (``SAM2Model.track_step`` without prompts): the SAM heads on
-        memory-conditioned features (B, C, h, w), the new memories, stored."""
-        model = self.model
-        features = features.expand(pix_feat.shape[0])
-        heads = model.run_heads(pix_feat, features.high_res, multimask_output=model.use_multimask(False, 0))
-        memory, pos = model.encode_memory(features.vision, heads.high_res_masks, heads.object_score_logits,
-                                          is_mask_from_points=False)
-        self._remember_memory_pos(pos)
-        return self._store(TrackStepOutput(heads, memory, pos))
+        """``SAM2Model.heads_and_memory`` of a batch's memory-conditioned features (B, C, h, w), stored."""
+        step = self.model.heads_and_memory(features.expand(pix_feat.shape[0]), pix_feat)
+        self._remember_memory_pos(step.memory_pos_enc)
+        return self._store(step)
 
     def logits(self, output: FrameOutput) -> torch.Tensor:
         """(1, 1, S/4, S/4) float32 low-resolution logits of an output, on the compute device."""

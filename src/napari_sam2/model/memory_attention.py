@@ -183,18 +183,18 @@ class MemoryAttentionLayer(nn.Module):
         self.activation = activation_fn(activation)
         self.relu = activation == "relu"
 
-    def forward(self, tgt: torch.Tensor, memory_kv: MemoryKV | Sequence[MemoryKV], rotation: torch.Tensor,
-                group_sizes: Sequence[int] | None = None) -> torch.Tensor:
-        """tgt (B, HW, d_model); ``memory_kv`` from ``MemoryAttention.project_memory``; ``rotation`` of the HW grid.
-        With ``group_sizes``, memory_kv is one (keys, values) per group of objects (``RoPEAttention.attend_groups``)."""
+    def forward(self, tgt: torch.Tensor, memory_kv: Sequence[MemoryKV], rotation: torch.Tensor,
+                sizes: Sequence[int]) -> torch.Tensor:
+        """tgt (B, HW, d_model); ``memory_kv``: the layer's (keys, values) from ``MemoryAttention.project_memory``,
+        one per group of ``sizes`` objects (``RoPEAttention.attend_groups``; one group: [kv], [B]); ``rotation`` of
+        the HW grid."""
         # self-attention, no positional encoding added to q/k (pos_enc_at_attn=False)
         x = self.norm1(tgt)
         tgt = tgt + self.self_attn(x, x, x, rotation=rotation)
         # cross-attention, queries without positional encoding (pos_enc_at_cross_attn_queries=False)
         x = self.norm2(tgt)
         attn = self.cross_attn_image
-        groups, sizes = ([memory_kv], [tgt.shape[0]]) if group_sizes is None else (memory_kv, group_sizes)
-        tgt = tgt + attn.attend_groups(attn.project_queries(x, rotation), groups, sizes)
+        tgt = tgt + attn.attend_groups(attn.project_queries(x, rotation), memory_kv, sizes)
         # MLP
         return tgt + self.linear2(self.activation(self.linear1(self.norm3(tgt))))
 

@@ -189,6 +189,15 @@ class SAM2Model(nn.Module):
         ptr = self._memory_tokens((), pointers, num_frames, dtype) if pointers else None
         return kv_cache.memory_kv(entries, ptr and ptr.memory, ptr and ptr.memory_pos, feat_hw, dtype=dtype)
 
+    def heads_and_memory(self, features: FrameFeatures, pix_feat: torch.Tensor) -> TrackStepOutput:
+        """The tracking step after memory attention (``track_step`` without prompts): the SAM heads on the
+        memory-conditioned features pix_feat (B, C, h, w) of a frame whose ``features`` have batch B, and the new
+        memory."""
+        heads = self.run_heads(pix_feat, features.high_res, multimask_output=self.use_multimask(False, 0))
+        memory, pos = self.encode_memory(features.vision, heads.high_res_masks, heads.object_score_logits,
+                                         is_mask_from_points=False)
+        return TrackStepOutput(heads, memory, pos)
+
     def new_kv_cache(self, max_entries: int = 256) -> MemoryKVCache:
         """A cache of memory keys/values for ``condition_on_memory`` (see ``memory_kv_cache``)."""
         return MemoryKVCache(self.memory_attention, self.maskmem_tpos_enc, max_entries)
