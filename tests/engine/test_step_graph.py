@@ -70,6 +70,32 @@ def test_the_fusable_chains_of_memory_attention_equal_the_layers_forward(model, 
         np.testing.assert_allclose(fast[f].logits, eager[f].logits, rtol=1e-5, atol=1e-4)
 
 
+def test_eager_frames_of_objects_with_memories_of_different_lengths_run_the_fused_chains(model, frames, monkeypatch):
+    """While a pass starts, objects prompted on different frames have memories of different lengths and run eagerly
+    in one grouped memory attention: with fused chains on, that attention runs them too (one cross-attention per
+    group), and its frames equal the plain eager step's."""
+    from napari_sam2.model.memory_attention import MemoryAttention
+
+    grouped_fused = []
+    plain_fused = MemoryAttention._attend_fused
+
+    def spy(self, curr, curr_pos, per_layer, sizes, rotation, ops):
+        grouped_fused.append(len(sizes))
+        return plain_fused(self, curr, curr_pos, per_layer, sizes, rotation, ops)
+
+    monkeypatch.setattr(MemoryAttention, "_attend_fused", spy)
+    session = Session(model, frames, device="cpu", step_graphs=True)
+    session.tracker.graphs.fuse = True  # eager steps first (the default), then static ones
+    for obj_id, frame, points in PROMPTS:
+        session.add_points(frame, obj_id, points, [1])
+    fused = {r.frame: r for r in session.propagate(start=0)}
+    monkeypatch.setattr(MemoryAttention, "_attend_fused", plain_fused)
+    _, eager = track(model, frames, PROMPTS, step_graphs=False, cache_memory_kv=True)
+    assert grouped_fused and max(grouped_fused) >= 2  # some frame's groups went through the fused chains together
+    for f in fused:
+        np.testing.assert_allclose(fused[f].logits, eager[f].logits, rtol=1e-5, atol=1e-4)
+
+
 def test_a_chain_that_fails_to_compile_runs_plain_with_one_warning_each(monkeypatch, caplog):
     from napari_sam2.model import fused_ops
 

@@ -222,3 +222,28 @@ def test_linear_relu_in_the_epilogue_equals_linear_then_relu(dtype):
     assert (got == 0).sum() > 1000  # the ReLU clipped something
     tolerance = 1e-6 if dtype == torch.float32 else 1e-2
     torch.testing.assert_close(got, expected, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@torch.no_grad()
+def test_a_frame_shared_by_its_objects_runs_the_first_self_attention_once(reference_attention, fused):
+    """The current frame expanded over 3 objects (batch stride 0, as a session passes it): the first layer's
+    self-attention sees one row, and every object's result is still Meta's for its own memory."""
+    from napari_sam2.model.fused_ops import FusedOps
+
+    curr, curr_pos, memory, memory_pos = memory_inputs(32, 3, 2, 16)
+    curr, curr_pos = curr[:, :1].expand(-1, 3, -1), curr_pos[:, :1].expand(-1, 3, -1)
+    expected = run_reference(reference_attention, curr.contiguous(), curr_pos.contiguous(), memory, memory_pos, 16)
+    ours = ours_from(reference_attention)
+    seen: list[int] = []
+    hooks = [layer.self_attn.q_proj.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[0]))
+             for layer in ours.layers]
+    kv = ours.project_memory(memory, memory_pos, 16, (32, 32))
+    out = ours.attend_memory(curr, curr_pos, kv, (32, 32), FusedOps(compile=False) if fused else None)
+    for hook in hooks:
+        hook.remove()
+    assert seen == [1, 3, 3, 3]
+    assert out.shape == (1024, 3, 256)
+    assert relative_error(out, expected) <= TOL
+    # the objects' memories differ, so their results do
+    assert (out[:, 0] - out[:, 1]).abs().mean() > 1e-2

@@ -70,3 +70,20 @@ def test_mask_matters(reference_encoder):
     a, _ = ours(pix_feat, torch.zeros(1, 1, 512, 512))
     b, _ = ours(pix_feat, torch.ones(1, 1, 512, 512))
     assert relative_error(a, b) > 1e-3
+
+
+@pytest.mark.parametrize("channels, kernel, stride, padding, size",
+                         [(4, 3, 2, 1, 32), (2, 3, 1, 0, 17), (4, 4, 4, 0, 16)])
+def test_a_convolution_as_a_product_of_unfolded_patches_equals_the_convolution(channels, kernel, stride, padding,
+                                                                               size):
+    """What the mask downsampler runs on CUDA for its 4-channel convolution (cuDNN's kernels for few channels are
+    slow), against PyTorch's convolution: same shape, same values up to the order of the sums."""
+    from napari_sam2.model.memory_encoder import conv_as_matmul
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(channels, 16, kernel, stride=stride, padding=padding)
+    x = torch.randn(3, channels, size, size)
+    with torch.no_grad():
+        want, got = conv(x), conv_as_matmul(x, conv)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

@@ -214,7 +214,9 @@ class TrackingGraphs:
         self._layouts.clear()
 
     # -- internals -----------------------------------------------------------------------------------------
-    def _fused_ops(self, batch: int, x: torch.Tensor) -> FusedOps | None:
+    def fused_ops(self, batch: int, x: torch.Tensor) -> FusedOps | None:
+        """The fused element-wise chains a step of ``batch`` objects on features like x runs (CUDA, from
+        ``FUSE_MIN_BATCH`` objects, unless ``fuse`` says otherwise), or None."""
         on = x.is_cuda and batch >= FUSE_MIN_BATCH if self.fuse is None else self.fuse
         if not on:
             return None
@@ -318,7 +320,7 @@ class TrackingGraphs:
         curr = frame.vision.flatten(2).permute(2, 0, 1)
         curr_pos = frame.vision_pos.flatten(2).permute(2, 0, 1)
         kv = [(keys, buffers.values) for keys in buffers.keys]
-        ops = self._fused_ops(batch, static.vision)
+        ops = self.fused_ops(batch, static.vision)
         with nullcontext() if ops is None else ops.running():
             pix = model.memory_attention.attend_memory(curr, curr_pos, kv, (h, w), ops)
             pix = pix.permute(1, 2, 0).reshape(batch, c, h, w)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -132,17 +133,22 @@ class Tracker:
             results[index] = outputs
         if eager:
             memories = [self._memories(*groups[index]) for index in eager]
-            if len(eager) > 1 and self.kv_cache is not None and all(s or p for s, p, _ in memories):
-                total = sum(len(groups[index][0]) for index in eager)
-                pix_feat = self.model.condition_on_memory_groups(features.expand(total), memories,
-                                                                 num_frames=self.num_frames, kv_cache=self.kv_cache)
-            else:
-                parts = [self.model.condition_on_memory(features.expand(len(groups[index][0])), spatial, pointers,
-                                                        num_frames=self.num_frames, kv_cache=self.kv_cache,
-                                                        memory_ids=ids)
-                         for index, (spatial, pointers, ids) in zip(eager, memories, strict=True)]
-                pix_feat = parts[0] if len(parts) == 1 else torch.cat(parts)
-            outputs = self._heads_and_memory(features, pix_feat)
+            total = sum(len(groups[index][0]) for index in eager)
+            # the step graphs' fused chains (CUDA, many objects) where the memories' keys are cached
+            ops = (self.graphs.fused_ops(total, features.vision)
+                   if self.graphs is not None and self.kv_cache is not None else None)
+            with nullcontext() if ops is None else ops.running():
+                if len(eager) > 1 and self.kv_cache is not None and all(s or p for s, p, _ in memories):
+                    pix_feat = self.model.condition_on_memory_groups(
+                        features.expand(total), memories, num_frames=self.num_frames, kv_cache=self.kv_cache,
+                        ops=ops)
+                else:
+                    parts = [self.model.condition_on_memory(
+                        features.expand(len(groups[index][0])), spatial, pointers, num_frames=self.num_frames,
+                        kv_cache=self.kv_cache, memory_ids=ids, ops=ops)
+                        for index, (spatial, pointers, ids) in zip(eager, memories, strict=True)]
+                    pix_feat = parts[0] if len(parts) == 1 else torch.cat(parts)
+                outputs = self._heads_and_memory(features, pix_feat)
             start = 0
             for index in eager:
                 count = len(groups[index][0])

@@ -17,6 +17,7 @@ from torch import nn
 
 from .common import MLP
 from .config import SAM2Config
+from .fused_ops import FusedOps
 from .image_encoder import build_image_encoder
 from .mask_decoder import build_sam_heads
 from .memory_attention import build_memory_attention
@@ -131,12 +132,14 @@ class SAM2Model(nn.Module):
         num_frames: int,
         kv_cache: MemoryKVCache | None = None,
         memory_ids: Sequence[Sequence[int]] | None = None,
+        ops: FusedOps | None = None,
     ) -> torch.Tensor:
         """Memory-conditioned features (B, C, h, w); with no memory at all (a first prompted frame) the
         learned ``no_mem_embed`` is added instead (directly_add_no_mem_embed).
 
         With ``kv_cache``, each spatial memory's keys and values come from the cache under ``memory_ids``
-        (one id per object per spatial memory; the same id must always name the same memory tensor).
+        (one id per object per spatial memory; the same id must always name the same memory tensor), and ``ops``
+        (``FusedOps``) runs the memory attention's element-wise chains fused.
         """
         b, c, h, w = features.vision.shape
         if not spatial and not pointers:
@@ -146,7 +149,7 @@ class SAM2Model(nn.Module):
         if kv_cache is not None:
             kv = self._cached_memory_kv(spatial, pointers, memory_ids, kv_cache, num_frames, (h, w),
                                         features.vision.dtype)
-            out = self.memory_attention.attend_memory(curr, curr_pos, kv, (h, w))
+            out = self.memory_attention.attend_memory(curr, curr_pos, kv, (h, w), ops)
             return out.permute(1, 2, 0).reshape(b, c, h, w)
         tokens = self._memory_tokens(spatial, pointers, num_frames, features.vision.dtype)
         out = self.memory_attention(
@@ -161,12 +164,13 @@ class SAM2Model(nn.Module):
         *,
         num_frames: int,
         kv_cache: MemoryKVCache,
+        ops: FusedOps | None = None,
     ) -> torch.Tensor:
         """``condition_on_memory`` of a batch made of groups of objects whose memories differ in number (objects
         prompted on different frames, as a pass starts): features (B, C, h, w) for every object, groups in batch
         order, each (spatial, pointers, memory_ids) of its objects (every group with some memory) → (B, C, h, w).
         The memory attention runs once for the batch, its cross-attention once per group
-        (``MemoryAttention.attend_memory_groups``)."""
+        (``MemoryAttention.attend_memory_groups``; ``ops`` as in ``condition_on_memory``)."""
         b, c, h, w = features.vision.shape
         kvs, sizes = [], []
         for spatial, pointers, ids in groups:
@@ -179,7 +183,7 @@ class SAM2Model(nn.Module):
             raise ValueError(f"groups of {sum(sizes)} objects for features of {b}")
         curr = features.vision.flatten(2).permute(2, 0, 1)
         curr_pos = features.vision_pos.flatten(2).permute(2, 0, 1)
-        out = self.memory_attention.attend_memory_groups(curr, curr_pos, kvs, sizes, (h, w))
+        out = self.memory_attention.attend_memory_groups(curr, curr_pos, kvs, sizes, (h, w), ops)
         return out.permute(1, 2, 0).reshape(b, c, h, w)
 
     def _cached_memory_kv(self, spatial, pointers, memory_ids, kv_cache: MemoryKVCache, num_frames: int,
