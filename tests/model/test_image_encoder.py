@@ -188,3 +188,40 @@ def test_trunk_config_matches_reference_yaml(name):
         expected = trunk.get(field.name, defaults[field.name])
         expected = tuple(expected) if isinstance(expected, list) else expected
         assert getattr(ours, field.name) == expected, field.name
+
+
+@pytest.mark.parametrize(
+    ("dim", "dim_out", "q_stride", "window", "side"),
+    [(32, 32, None, 8, 16), (32, 32, None, 6, 16), (32, 64, (2, 2), 8, 16), (32, 32, None, 0, 8)],
+    ids=["windows", "padded-windows", "q-pool", "global"],
+)
+def test_a_block_under_bf16_autocast_gives_exactly_the_plain_compositions_values(dim, dim_out, q_stride, window,
+                                                                                  side):
+    """A Hiera block rounds its normalised tokens to bf16 before cutting windows and adds the attention's windows to
+    the shortcut in place: under autocast the plain composition (norm, windows, attention, reassembly, sum, MLP)
+    gives the very same numbers, as the linear layers round their input to bf16 themselves."""
+    from napari_sam2.model.hiera import MultiScaleBlock, window_partition, window_unpartition
+
+    torch.manual_seed(0)
+    block = MultiScaleBlock(dim, dim_out, 2, q_stride=q_stride, window_size=window).eval()
+    x = torch.randn(2, side, side, dim)
+
+    def plain(x):
+        shortcut, y = x, block.norm1(x)
+        if dim != dim_out:
+            shortcut = block.proj(y)
+            if q_stride is not None:
+                shortcut = torch.nn.functional.max_pool2d(shortcut.permute(0, 3, 1, 2), q_stride, q_stride)
+                shortcut = shortcut.permute(0, 2, 3, 1)
+        if window:
+            windows, grid = window_partition(y, window)
+            y = window_unpartition(block.attn(windows), grid, shortcut.shape[1:3])
+        else:
+            y = block.attn(y)
+        y = shortcut + y
+        return y + block.mlp(block.norm2(y))
+
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        got, want = block(x), plain(x)
+    assert got.dtype == want.dtype
+    assert torch.equal(got, want)

@@ -17,6 +17,7 @@ from torch import nn
 
 from napari_sam2.model.common import MLP
 from napari_sam2.model.config import HieraConfig
+from napari_sam2.model.fused_ops import compute_dtype
 
 
 def window_partition(x: torch.Tensor, window_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -41,6 +42,18 @@ def window_unpartition(windows: torch.Tensor, grid: tuple[int, int], hw: tuple[i
     s, c = windows.shape[1], windows.shape[-1]
     x = windows.reshape(-1, nh, nw, s, s, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, nh * s, nw * s, c)
     return x[:, : hw[0], : hw[1]]
+
+
+def add_windows(base: torch.Tensor, windows: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """base (B, H, W, C) + ``window_unpartition(windows, grid, (H, W))``: where the windows tile the map exactly, the
+    sum reads them in place (one pass instead of a reassembling copy and a sum), else through the copy."""
+    nh, nw = grid
+    b, h, w, c = base.shape
+    s = windows.shape[1]
+    if nh * s != h or nw * s != w or not base.is_contiguous() or not windows.is_contiguous():
+        return base + window_unpartition(windows, grid, (h, w))
+    tiles = windows.view(b, nh, nw, s, s, c).permute(0, 1, 3, 2, 4, 5)  # (B, nh, s, nw, s, C), a view
+    return (base.view(b, nh, s, nw, s, c) + tiles).reshape(b, h, w, c)
 
 
 def max_pool(x: torch.Tensor, stride: tuple[int, int]) -> torch.Tensor:
@@ -115,7 +128,10 @@ class MultiScaleBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
+        # normalised, then rounded to the dtype the linear layers compute in (under autocast they would round it
+        # themselves: the same values), before the windows are cut: their copy moves half the bytes
         x = self.norm1(x)
+        x = x.to(compute_dtype(x))
         if self.dim != self.dim_out:
             # the shortcut is widened from the *normalised* tokens (as in hieradet.py), then pooled like the queries
             shortcut = self.proj(x)
@@ -123,10 +139,9 @@ class MultiScaleBlock(nn.Module):
                 shortcut = max_pool(shortcut, self.q_stride)
         if self.window_size > 0:
             windows, grid = window_partition(x, self.window_size)
-            x = window_unpartition(self.attn(windows), grid, shortcut.shape[1:3])
+            x = add_windows(shortcut, self.attn(windows), grid)
         else:
-            x = self.attn(x)
-        x = shortcut + x
+            x = shortcut + self.attn(x)
         return x + self.mlp(self.norm2(x))
 
 
