@@ -63,9 +63,9 @@ class MaskDownSampler(nn.Module):
 def conv_as_matmul(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     """``conv(x)`` as a matrix product over the unfolded patches: x (B, C, H, W) → (B, C_out, H', W').
 
-    On CUDA the downsampler's second convolution (4 channels in, 3×3, stride 2) takes cuDNN 1.15 ms at 20 objects
-    and 1024 px — as long as the next two together, which read as much — because its kernels for fewer than 8 input
-    channels are slow (benchmarks/bench_memory_encoder.py); unfolded, it is one copy and one small product. The same
+    On CUDA the downsampler's second convolution (4 channels in, 3×3, stride 2) takes cuDNN 1.14 ms at 20 objects
+    and 1024 px — more than its other four convolutions together (0.9 ms), which read as much — as its kernels for
+    fewer than 8 input channels are slow; unfolded it takes 0.42 ms (benchmarks/bench_memory_encoder.py). The same
     sums, in another order."""
     if conv.groups != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
         return conv(x)
