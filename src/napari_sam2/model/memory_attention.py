@@ -305,7 +305,7 @@ class MemoryAttention(nn.Module):
         ``ops``: run each layer's element-wise chains as these (``FusedOps``, compiled or not) — the same
         operations in the same precisions, in fewer passes over memory once compiled.
         """
-        return self.attend_memory_groups(curr, curr_pos, [memory_kv], [curr.shape[1]], feat_hw, ops)
+        return self._attend(curr, curr_pos, [[kv] for kv in memory_kv], [curr.shape[1]], feat_hw, ops)
 
     def attend_memory_groups(
         self, curr: torch.Tensor, curr_pos: torch.Tensor, memory_kv: Sequence[list[MemoryKV]],
@@ -316,6 +316,10 @@ class MemoryAttention(nn.Module):
         norms, projections and MLPs run once for the batch; the cross-attention once per group. Each object's
         result is what ``attend_memory`` gives it in a batch of its group (up to the batch's summation order)."""
         per_layer = [[group[i] for group in memory_kv] for i in range(len(self.layers))]
+        return self._attend(curr, curr_pos, per_layer, sizes, feat_hw, ops)
+
+    def _attend(self, curr, curr_pos, per_layer: list[list[MemoryKV]], sizes: Sequence[int],
+                feat_hw: tuple[int, int], ops: FusedOps | None) -> torch.Tensor:
         rotation = self.rotation(feat_hw, curr.device)
         if ops is not None:
             return self._attend_fused(curr, curr_pos, per_layer, sizes, rotation, ops)
