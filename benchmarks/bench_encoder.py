@@ -18,7 +18,7 @@ import torch
 from cuda_timing import timed
 
 from napari_sam2.model import build_sam2
-from napari_sam2.model.hiera import MultiScaleBlock, window_partition, window_unpartition
+from napari_sam2.model.hiera import MultiScaleBlock, max_pool, window_partition, window_unpartition
 
 MODEL = os.environ.get("MODEL", "large")
 BATCH = int(os.environ.get("BATCH", 8))
@@ -32,8 +32,7 @@ def plain_forward(block: MultiScaleBlock, x: torch.Tensor) -> torch.Tensor:
     if block.dim != block.dim_out:
         shortcut = block.proj(y)
         if block.q_stride is not None:
-            shortcut = torch.nn.functional.max_pool2d(shortcut.permute(0, 3, 1, 2), block.q_stride,
-                                                      block.q_stride).permute(0, 2, 3, 1)
+            shortcut = max_pool(shortcut, block.q_stride)
     if block.window_size > 0:
         windows, grid = window_partition(y, block.window_size)
         y = window_unpartition(block.attn(windows), grid, shortcut.shape[1:3])

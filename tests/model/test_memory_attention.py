@@ -160,7 +160,8 @@ def test_values_projected_after_attention_equal_values_projected_before(referenc
     rotation = ours.rotation((16, 16), q.device)
     values = ours.unprojected_values(v)
     assert values.shape == (2, heads, 2 * 256 + 4, 64)
-    deferred = ours.attend_unprojected(ours.project_queries(q, rotation), ours.project_keys(k, rotation, 4), values)
+    deferred = ours.attend_groups(ours.project_queries(q, rotation), [(ours.project_keys(k, rotation, 4), values)],
+                                  [q.shape[0]])
     assert relative_error(deferred, ours(q, k, v, num_k_exclude_rope=4)) <= TOL
     if heads == 1:
         require_reference()

@@ -134,9 +134,8 @@ class Tracker:
         if eager:
             memories = [self._memories(*groups[index]) for index in eager]
             total = sum(len(groups[index][0]) for index in eager)
-            # the step graphs' fused chains (CUDA, many objects) where the memories' keys are cached
-            ops = (self.graphs.fused_ops(total, features.vision)
-                   if self.graphs is not None and self.kv_cache is not None else None)
+            # the step graphs' fused chains (CUDA, many objects); with step graphs the memories' keys are cached
+            ops = self.graphs.fused_ops(total, features.vision) if self.graphs is not None else None
             with nullcontext() if ops is None else ops.running():
                 if len(eager) > 1 and self.kv_cache is not None and all(s or p for s, p, _ in memories):
                     pix_feat = self.model.condition_on_memory_groups(

@@ -7,7 +7,7 @@ the memories' positional encoding added to the cross-attention keys only, ReLU M
 The memory keys and values depend only on the memory, not on the current frame or on the layer's input, so they are
 projected (and the keys rotated) by ``project_memory``, apart from the attention itself: a caller may keep them for a
 memory frame that stays in the memory bank over several frames. The values stay the memory's own channels (64) and
-the value projection follows the attention (``RoPEAttention.attend_unprojected``, equal by linearity), so all layers
+the value projection follows the attention (``RoPEAttention.attend_groups``, equal by linearity), so all layers
 share them and the attention reads a quarter of what projected values would be.
 """
 
@@ -94,12 +94,15 @@ class RoPEAttention(Attention):
 
     def unprojected_values(self, v: torch.Tensor) -> torch.Tensor:
         """v (B, Nk, kv_in_dim) → (B, heads, Nk, kv_in_dim), contiguous, in the dtype autocast computes in (that of
-        the keys and of the projected values it replaces): the values as ``attend_unprojected`` takes them."""
+        the keys and of the projected values it replaces): the values as ``attend_groups`` takes them."""
         return v.unsqueeze(1).expand(-1, self.num_heads, -1, -1).to(compute_dtype(v)).contiguous()
 
-    def attend_unprojected(self, q: torch.Tensor, k: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """``attend`` on values not yet through ``v_proj``: q, k (B, heads, Nq or Nk, head_dim); values
-        (B, heads, Nk, kv_in_dim) from ``unprojected_values`` → (B, Nq, embedding_dim).
+    def attend_groups(self, q: torch.Tensor, memory_kv: Sequence[MemoryKV], sizes: Sequence[int]) -> torch.Tensor:
+        """``attend`` on values not yet through ``v_proj``, for a batch whose objects may attend to memories of
+        different lengths: the first ``sizes[0]`` objects of q (B, heads, Nq, head_dim) to ``memory_kv[0]`` (keys
+        (sizes[0], heads, Nk, head_dim), values (sizes[0], heads, Nk, kv_in_dim) from ``unprojected_values``), the
+        next ``sizes[1]`` to ``memory_kv[1]``, … → (B, Nq, embedding_dim). One attention call per group; the value
+        and output projections once for the batch (one group: ``[(k, values)], [B]``).
 
         On CUDA the value projection follows the attention: softmax(q kᵀ / √d) v_proj(m) = v_proj(softmax(q kᵀ / √d) m),
         as every row of the softmax sums to 1, so with memories of 64 channels projected to 256 the attention's second
@@ -107,13 +110,6 @@ class RoPEAttention(Attention):
         values are projected first: the CPU's fast kernels need values as wide as the keys (the general path is
         ~1.6× slower there).
         """
-        return self.attend_groups(q, [(k, values)], [q.shape[0]])
-
-    def attend_groups(self, q: torch.Tensor, memory_kv: Sequence[MemoryKV], sizes: Sequence[int]) -> torch.Tensor:
-        """``attend_unprojected`` for a batch whose objects attend to memories of different lengths: the first
-        ``sizes[0]`` objects of q (B, heads, Nq, head_dim) to ``memory_kv[0]`` (keys, values with sizes[0] in
-        their batch), the next ``sizes[1]`` to ``memory_kv[1]``, … → (B, Nq, embedding_dim). One attention call
-        per group; the value and output projections once for the batch."""
         after = projects_values_after_attention(q)
         parts = [scaled_dot_product_attention(qg, k, values if after else self._project_values(values))
                  for qg, (k, values) in zip(q.split(list(sizes)), memory_kv, strict=True)]

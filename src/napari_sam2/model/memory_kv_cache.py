@@ -7,7 +7,7 @@ uses a key changes only by the temporal encoding of the slot the frame sits in, 
 ``k_proj(m + p + t_s) = k_proj(m + p) + W_k t_s``, and the rotation is linear too. So each memory's
 ``R(k_proj(m + p))`` is computed once (per layer) and a constant per-slot table ``R(W_k t_s)`` is added at use.
 Values are the memory's own channels, shared by the layers (the value projection follows the attention,
-``RoPEAttention.attend_unprojected``). Equal to the direct computation up to rounding (bfloat16 on the GPU).
+``RoPEAttention.attend_groups``). Equal to the direct computation up to rounding (bfloat16 on the GPU).
 """
 
 from __future__ import annotations
