@@ -173,6 +173,19 @@ def bench_ours(model, stack, nobj: int, nframes: int, label: str, warmup: int = 
     session.close()
 
 
+def open_time(model, stack, label: str) -> None:
+    """Seconds from opening the first session of the process to its compute thread being free: the encoder's
+    compile when it opens (cold: nothing in the disk cache on a fresh machine)."""
+    t0 = time.perf_counter()
+    session = Session(model, stack, device="cuda")
+    session.compute.run(lambda: None)
+    runner = session.features.run_block
+    record(impl="ours", model=label, metric="open_s", seconds=round(time.perf_counter() - t0, 1),
+           compiled_kinds=len(runner.compiled_kinds) if runner is not None else 0,
+           compile_failed=bool(runner is not None and runner.failed))
+    session.close()
+
+
 def bench_ref(ref, folder: Path, stack, nobj: int, nframes: int, label: str) -> None:
     torch.cuda.reset_peak_memory_stats()
     with PeakRSS() as rss, autocast(), torch.inference_mode():
@@ -240,6 +253,7 @@ def main() -> None:
     print(f"wrote {NFRAMES} JPEGs in {time.time() - t0:.0f} s", flush=True)
     for name in MODELS:
         ref, ours = build_pair(name)
+        open_time(ours, short, name)
         bench_ours(ours, short, 1, 8, name + "-warmup", warmup=0)
         bench_ref(ref, work / "short", short, 1, 8, name + "-warmup")
         if OBJS:  # clicks before the many-object passes too (the table's click follows them)

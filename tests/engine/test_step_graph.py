@@ -104,7 +104,7 @@ def test_a_chain_that_fails_to_compile_runs_plain_with_one_warning_each(monkeypa
             raise RuntimeError("Cannot find a working triton installation")
         return call
 
-    monkeypatch.setattr(fused_ops, "_compile", broken)
+    monkeypatch.setattr(fused_ops, "compiled_copy", broken)
     ops = fused_ops.FusedOps(compile=True)
     tgt, delta = torch.randn(2, 16, 8), torch.randn(2, 16, 8)
     norm = (torch.rand(8) + 0.5, torch.randn(8), 1e-6)

@@ -7,6 +7,10 @@ thread while the current frame computes; their scaling and normalisation run on 
 With ``batch_size`` B > 1, frames are encoded in fixed, aligned blocks (frames B·k … B·k + B − 1): a batched
 encoder's result depends in its last bits on a frame's batch-mates, so a frame always gets the same ones —
 whichever frame asked first, in either direction, and in a run resumed elsewhere.
+
+With ``run_block`` (``CompiledBlocks``) the encoder's blocks run compiled, on one static shape: a stack's last,
+shorter block is padded with blank images to B frames (the same padding whichever frame asks), and ``warm_up``
+compiles before the first frame is needed.
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import torch
 
 from napari_sam2.model import FrameFeatures, SAM2Model
+from napari_sam2.model.hiera import BlockRunner
 
 from .frames import FramePreparer
+
+_WARMED: set[tuple] = set()  # (encoder, block size, device, autocast dtype) whose compiled blocks are warm
 
 
 def _feature_bytes(f: FrameFeatures) -> int:
@@ -38,8 +45,10 @@ class FeatureCache:
         *,
         max_bytes: int = 1 << 30,
         batch_size: int = 1,
+        run_block: BlockRunner | None = None,
     ) -> None:
         self.model = model
+        self.run_block = run_block
         self.preparer = preparer
         self.device = device
         self.max_bytes = max_bytes
@@ -71,9 +80,9 @@ class FeatureCache:
         loaded = torch.stack([self._loaded(t) for t in todo])
         if self.device.type == "cuda":
             loaded = loaded.pin_memory()
-        images = self.preparer.finish(loaded.to(self.device, non_blocking=True))
+        images = self._padded(self.preparer.finish(loaded.to(self.device, non_blocking=True)))
         self._prefetch(upcoming)
-        feats = self.model.encode_image(images)
+        feats = self.model.encode_image(images, self.run_block)
         self.encoded_frames += len(todo)
         # the asked frame is stored last: a budget smaller than a block evicts its block-mates, never it
         order = [i for i, t in enumerate(todo) if t != frame and t not in self._cache] + [todo.index(frame)]
@@ -83,6 +92,27 @@ class FeatureCache:
                 (feats.high_res[0][i : i + 1], feats.high_res[1][i : i + 1]),
             ))
         return self._cache[frame]
+
+    def warm_up(self) -> None:
+        """Run the encoder once on a blank block (B, 3, S, S), so that compiling its blocks (``run_block``) happens
+        now rather than when a frame is first asked for; nothing is cached. Once per process for a model, block size
+        and device (the compiled blocks are shared: a tiled run's many sessions warm up once)."""
+        key = (id(self.model.image_encoder), self.batch_size, str(self.device), torch.is_autocast_enabled(
+            self.device.type) and torch.get_autocast_dtype(self.device.type))
+        if self.run_block is None or key in _WARMED:
+            return
+        size = self.model.image_size
+        images = torch.zeros(self.batch_size, 3, size, size, device=self.device)
+        self.model.encode_image(images, self.run_block)
+        _WARMED.add(key)
+
+    def _padded(self, images: torch.Tensor) -> torch.Tensor:
+        """images (b, 3, S, S) → (B, 3, S, S) with blank images after them when the blocks run compiled (one static
+        shape); unchanged otherwise."""
+        missing = self.batch_size - images.shape[0]
+        if self.run_block is None or missing <= 0:
+            return images
+        return torch.cat([images, images.new_zeros(missing, *images.shape[1:])])
 
     def adopt(self, frame: int, features: FrameFeatures) -> None:
         """Cache ``features`` as those of ``frame``, computed elsewhere from the same pixels with the same preparation

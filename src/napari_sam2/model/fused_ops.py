@@ -171,7 +171,7 @@ class FusedOps:
             key = (name, args[0].dtype, *(args[i].shape[d] for i, d in specialised))
             compiled = self._compiled.get(key)
             if compiled is None:
-                compiled = self._compiled[key] = _compile(plain)
+                compiled = self._compiled[key] = compiled_copy(plain)
             try:
                 for index, dims in dynamic.items():  # e.g. the batch: one kernel for every object count
                     for dim in dims:
@@ -180,8 +180,7 @@ class FusedOps:
                 return compiled(*args)
             except Exception as error:  # no Triton / compiler, or an unsupported op: the plain chain, same results
                 self.failed.add(name)
-                log.warning("napari-sam2: compiling %s failed (%s); running it unfused", name,
-                            str(error).splitlines()[0] if str(error) else type(error).__name__)
+                log.warning("napari-sam2: compiling %s failed (%s); running it unfused", name, compile_error(error))
                 return plain(*args)
 
         return call
@@ -221,9 +220,16 @@ _SPECIALISED_DIMS: dict[str, tuple[tuple[int, int], ...]] = {  # (argument, dim)
 }
 
 
-def _compile(fn: Callable) -> Callable:
+def compile_error(error: BaseException) -> str:
+    """One line for a failed compile: the backend's own error (dynamo wraps it in "backend=... raised:")."""
+    inner = getattr(error, "inner_exception", None) or error.__cause__ or error
+    text = str(inner).strip()
+    return f"{type(inner).__name__}: {text.splitlines()[0]}" if text else type(inner).__name__
+
+
+def compiled_copy(fn: Callable, dynamic: bool | None = None, backend: str | Callable = "inductor") -> Callable:
     """``torch.compile`` of a fresh copy of ``fn`` (dynamo keeps its compiled graphs, and counts recompiles, per code
-    object: a copy has its own)."""
+    object: a copy has its own), whole-graph, kernels cached in ``cache_dir()``."""
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir()))
     copy = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
-    return torch.compile(copy, dynamic=None, fullgraph=True)
+    return torch.compile(copy, dynamic=dynamic, fullgraph=True, backend=backend)

@@ -11,6 +11,8 @@ Inference only: no drop-path, no dropout.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -145,6 +147,9 @@ class MultiScaleBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+BlockRunner = Callable[[MultiScaleBlock, torch.Tensor], torch.Tensor]  # (block, tokens) → the block's output
+
+
 class Hiera(nn.Module):
     """Hiera trunk: image (B, 3, H, W) → list of 4 maps (B, C_i, H / 2^(i+2), W / 2^(i+2)), finest first,
     with C_i = embed_dim · dim_mul^i (for q_pool = 3; stages beyond ``q_pool`` keep their resolution).
@@ -199,12 +204,13 @@ class Hiera(nn.Module):
         pos = pos + self.pos_embed_window.tile(1, 1, h // window, w // window)
         return pos.permute(0, 2, 3, 1)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, run_block: BlockRunner | None = None) -> list[torch.Tensor]:
+        """run_block(block, tokens) runs each block instead of ``block(tokens)`` (``CompiledBlocks``)."""
         x = self.patch_embed(x)  # (B, H/4, W/4, C)
         x = x + self.position_embedding(x.shape[1], x.shape[2])
         outputs = []
         for i, block in enumerate(self.blocks):
-            x = block(x)
+            x = block(x) if run_block is None else run_block(block, x)
             if i in self.stage_ends:
                 outputs.append(x.permute(0, 3, 1, 2))
         return outputs

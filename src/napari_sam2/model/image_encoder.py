@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_sam2.model.config import SAM2Config
-from napari_sam2.model.hiera import Hiera
+from napari_sam2.model.hiera import BlockRunner, Hiera
 from napari_sam2.model.position_encoding import PositionEmbeddingSine
 
 
@@ -103,8 +103,9 @@ class ImageEncoder(nn.Module):
         self.neck = neck
         self.scalp = scalp
 
-    def forward(self, images: torch.Tensor) -> ImageEncoderOutput:
-        features, pos = self.neck(self.trunk(images))
+    def forward(self, images: torch.Tensor, run_block: BlockRunner | None = None) -> ImageEncoderOutput:
+        """run_block: how the trunk runs its blocks (``Hiera.forward``)."""
+        features, pos = self.neck(self.trunk(images, run_block))
         keep = len(features) - self.scalp
         return ImageEncoderOutput(backbone_fpn=features[:keep], vision_pos_enc=pos[:keep])
 

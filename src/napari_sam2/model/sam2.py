@@ -18,6 +18,7 @@ from torch import nn
 from .common import MLP
 from .config import SAM2Config
 from .fused_ops import FusedOps
+from .hiera import BlockRunner
 from .image_encoder import build_image_encoder
 from .mask_decoder import build_sam_heads
 from .memory_attention import build_memory_attention
@@ -115,9 +116,10 @@ class SAM2Model(nn.Module):
         return self.no_mem_embed.device
 
     # -- image ---------------------------------------------------------------------------------------------
-    def encode_image(self, images: torch.Tensor) -> FrameFeatures:
-        """images: (B, 3, S, S) normalised → features of each image (``SAM2Base.forward_image``)."""
-        out = self.image_encoder(images)
+    def encode_image(self, images: torch.Tensor, run_block: BlockRunner | None = None) -> FrameFeatures:
+        """images: (B, 3, S, S) normalised → features of each image (``SAM2Base.forward_image``). run_block: how
+        the trunk runs its blocks (``CompiledBlocks``; default each block's own forward)."""
+        out = self.image_encoder(images, run_block)
         fpn, pos = out.backbone_fpn, out.vision_pos_enc
         high_res = (self.sam_mask_decoder.conv_s0(fpn[0]), self.sam_mask_decoder.conv_s1(fpn[1]))
         return FrameFeatures(vision=fpn[-1], vision_pos=pos[-1], high_res=high_res)
