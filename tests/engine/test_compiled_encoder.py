@@ -160,3 +160,24 @@ def test_sessions_compile_their_encoder_by_default_on_cuda_only(monkeypatch):
     assert compile_wanted(torch.device("cuda")) and not compile_wanted(torch.device("cpu"))
     monkeypatch.setenv("NAPARI_SAM2_COMPILE", "0")
     assert not compile_wanted(torch.device("cuda"))
+
+
+def test_the_encoder_graphs_static_input_gives_the_encoders_features_and_is_shared_per_model(model):
+    """Without CUDA the encoder graph runs its static-input code uncaptured: each frame's features equal the
+    encoder's, in memory of their own; one graph per model and block shape; another shape is refused."""
+    from napari_sam2.engine.encoder_graph import shared_encoder_graph
+
+    images = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        graph = shared_encoder_graph(model, None, images, capture=False)
+        assert shared_encoder_graph(model, None, images.clone(), capture=False) is graph
+        graph.encode(torch.zeros_like(images))
+        rows = graph.encode(images)
+        want = model.encode_image(images)
+        with pytest.raises(ValueError, match="encoder graph"):
+            graph.encode(images[:1])
+    assert len(rows) == 2 and not graph.captured
+    for i, row in enumerate(rows):
+        assert torch.equal(row.vision, want.vision[i : i + 1])
+        assert torch.equal(row.high_res[1], want.high_res[1][i : i + 1])
+        assert row.vision.untyped_storage().data_ptr() != rows[1 - i].vision.untyped_storage().data_ptr()

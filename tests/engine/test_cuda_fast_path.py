@@ -218,3 +218,32 @@ def test_compiled_encoder_blocks_equal_the_plain_blocks(setup):
     compiled_gap, precision_gap = _logit_gap(compiled16, plain16), _logit_gap(plain16, plain32)
     print(f"logit gap: compiled vs plain encoder bf16 {compiled_gap:.5f}; plain bf16 vs fp32 {precision_gap:.5f}")
     assert compiled_gap <= precision_gap
+
+
+def test_the_captured_encoder_outlives_the_thread_that_captured_it_and_equals_the_uncaptured_one(setup):
+    """The encoder graph is shared by the process's sessions: captured on one session's compute thread (whose
+    autocast weight cache dies with it), replayed on another's, it gives the uncaptured encoder's features bit for
+    bit — compiled blocks and plain."""
+    from napari_sam2.engine.encoder_graph import EncoderGraph, split_frames
+    from napari_sam2.engine.worker import ComputeThread
+    from napari_sam2.model.compiled_blocks import CompiledBlocks
+
+    _, model, _, _ = setup
+    device = torch.device("cuda")
+    generator = torch.Generator(device="cuda").manual_seed(3)
+    first, later = (torch.randn(8, 3, SIZE, SIZE, device=device, generator=generator) for _ in range(2))
+    for runner in (CompiledBlocks(), None):
+        graph = EncoderGraph(model, runner, capture=True)
+        capturing = ComputeThread(device, "bf16")
+        capturing.run(graph.encode, first)
+        capturing.close()
+        torch.cuda.empty_cache()
+        junk = torch.full((1 << 28,), 7.0, device=device)  # reuses whatever the closed thread freed
+        replaying = ComputeThread(device, "bf16")
+        got = replaying.run(graph.encode, later)
+        want = replaying.run(lambda runner=runner: split_frames(model.encode_image(later, runner)))
+        replaying.close()
+        del junk
+        assert graph.captured and graph.replays == 2
+        for a, b in zip(got, want, strict=True):
+            assert torch.equal(a.vision, b.vision) and torch.equal(a.high_res[0], b.high_res[0])

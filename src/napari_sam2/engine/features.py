@@ -8,9 +8,10 @@ With ``batch_size`` B > 1, frames are encoded in fixed, aligned blocks (frames B
 encoder's result depends in its last bits on a frame's batch-mates, so a frame always gets the same ones —
 whichever frame asked first, in either direction, and in a run resumed elsewhere.
 
-With ``run_block`` (``CompiledBlocks``) the encoder's blocks run compiled, on one static shape: a stack's last,
-shorter block is padded with blank images to B frames (the same padding whichever frame asks), and ``warm_up``
-compiles before the first frame is needed.
+With ``run_block`` (``CompiledBlocks``) the encoder's blocks run compiled; with ``graph`` the block is encoded through
+the process's ``EncoderGraph`` (a CUDA graph where ``capture``). Either needs one static shape: a stack's last,
+shorter block is then padded with blank images to B frames (the same padding whichever frame asks), and ``warm_up``
+compiles and captures before the first frame is needed.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ import torch
 from napari_sam2.model import FrameFeatures, SAM2Model
 from napari_sam2.model.hiera import BlockRunner
 
+from .encoder_graph import shared_encoder_graph, split_frames
 from .frames import FramePreparer
 
-_WARMED: set[tuple] = set()  # (encoder, block size, device, autocast dtype) whose compiled blocks are warm
+_WARMED: set[tuple] = set()  # (model, weights, block size, device, autocast dtype, ways) compiled and captured
 
 
 def _feature_bytes(f: FrameFeatures) -> int:
@@ -46,9 +48,13 @@ class FeatureCache:
         max_bytes: int = 1 << 30,
         batch_size: int = 1,
         run_block: BlockRunner | None = None,
+        graph: bool = False,
+        capture: bool = False,
     ) -> None:
         self.model = model
         self.run_block = run_block
+        self.graph = graph
+        self.capture = capture
         self.preparer = preparer
         self.device = device
         self.max_bytes = max_bytes
@@ -82,35 +88,44 @@ class FeatureCache:
             loaded = loaded.pin_memory()
         images = self._padded(self.preparer.finish(loaded.to(self.device, non_blocking=True)))
         self._prefetch(upcoming)
-        feats = self.model.encode_image(images, self.run_block)
+        rows = self._encode(images, len(todo))
         self.encoded_frames += len(todo)
         # the asked frame is stored last: a budget smaller than a block evicts its block-mates, never it
         order = [i for i, t in enumerate(todo) if t != frame and t not in self._cache] + [todo.index(frame)]
         for i in order:
-            self._store(todo[i], FrameFeatures(
-                feats.vision[i : i + 1], feats.vision_pos[i : i + 1],
-                (feats.high_res[0][i : i + 1], feats.high_res[1][i : i + 1]),
-            ))
+            self._store(todo[i], rows[i])
         return self._cache[frame]
 
+    def _encode(self, images: torch.Tensor, count: int) -> list[FrameFeatures]:
+        """Features of the first ``count`` of ``images`` (B, 3, S, S), one FrameFeatures each, in memory of its own
+        (un-batched copies: one evicted frame frees its memory)."""
+        if self.graph:
+            encoder = shared_encoder_graph(self.model, self.run_block, images, self.capture)
+            return encoder.encode(images, count)
+        return split_frames(self.model.encode_image(images, self.run_block), count)
+
     def warm_up(self) -> None:
-        """Run the encoder once on a blank block (B, 3, S, S), so that compiling its blocks (``run_block``) happens
-        now rather than when a frame is first asked for; nothing is cached. Once per process for a model, block size
-        and device (the compiled blocks are shared: a tiled run's many sessions warm up once)."""
-        key = (id(self.model.image_encoder), self.batch_size, str(self.device), torch.is_autocast_enabled(
-            self.device.type) and torch.get_autocast_dtype(self.device.type))
-        if self.run_block is None or key in _WARMED:
+        """Run the encoder once on a blank block (B, 3, S, S), so that compiling its blocks (``run_block``) and
+        capturing its graph happen now rather than when a frame is first asked for; nothing is cached. Once per
+        process for a model, block size, device and way of running (compiled blocks and graphs are shared: a tiled
+        run's many sessions warm up once)."""
+        if self.run_block is None and not self.capture:
+            return
+        device = self.device.type
+        key = (id(self.model), next(self.model.parameters()).data_ptr(), self.batch_size, str(self.device),
+               torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device), self.run_block is not None,
+               self.graph, self.capture)
+        if key in _WARMED:
             return
         size = self.model.image_size
-        images = torch.zeros(self.batch_size, 3, size, size, device=self.device)
-        self.model.encode_image(images, self.run_block)
+        self._encode(torch.zeros(self.batch_size, 3, size, size, device=self.device), 0)
         _WARMED.add(key)
 
     def _padded(self, images: torch.Tensor) -> torch.Tensor:
         """images (b, 3, S, S) → (B, 3, S, S) with blank images after them when the blocks run compiled (one static
-        shape); unchanged otherwise."""
+        shape, or through the encoder graph); unchanged otherwise."""
         missing = self.batch_size - images.shape[0]
-        if self.run_block is None or missing <= 0:
+        if (self.run_block is None and not self.graph) or missing <= 0:
             return images
         return torch.cat([images, images.new_zeros(missing, *images.shape[1:])])
 
@@ -120,7 +135,7 @@ class FeatureCache:
         old = self._cache.pop(frame, None)
         if old is not None:
             self._bytes -= _feature_bytes(old)
-        self._store(frame, features)
+        self._store(frame, split_frames(features)[0])
         self._cache.move_to_end(frame)
 
     def _loaded(self, frame: int) -> torch.Tensor:
@@ -138,10 +153,6 @@ class FeatureCache:
             return
 
     def _store(self, frame: int, features: FrameFeatures) -> None:
-        # keep un-batched copies so one evicted frame frees its memory
-        features = FrameFeatures(
-            features.vision.clone(), features.vision_pos.clone(), tuple(x.clone() for x in features.high_res)
-        )
         self._cache[frame] = features
         self._bytes += _feature_bytes(features)
         while self._bytes > self.max_bytes and len(self._cache) > 1:

@@ -64,7 +64,8 @@ class Session:
     cache_memory_kv: project each memory's attention keys/values once (``model.memory_kv_cache``; default on
     CUDA, where it saves most of memory attention's time; equal up to rounding).
     step_graphs: run the steady-state tracking step on static buffers, replayed as a CUDA graph per memory
-    layout (``step_graph``; default on CUDA). True on the CPU runs the same static-buffer code without capture.
+    layout (``step_graph``; default on CUDA), and the image encoder's blocks of frames likewise (``encoder_graph``,
+    captured when the session opens). True on the CPU runs the same static-buffer code without capture.
     pipeline: while the caller of ``propagate`` handles frame t, frame t + 1 is already computing (default on
     CUDA); it is used only if nothing changed the session in between, so results are the same either way.
     compile_encoder: run the image encoder's blocks through ``torch.compile`` (``CompiledBlocks``; default on CUDA
@@ -105,20 +106,21 @@ class Session:
             encoder_batch_size = 8 if self.device.type == "cuda" else 1
         if compile_encoder is None:
             compile_encoder = compile_wanted(self.device)
+        if step_graphs is None:
+            step_graphs = self.device.type == "cuda"
         self.features = FeatureCache(model, self.preparer, self.device, max_bytes=feature_cache_bytes,
                                      batch_size=int(encoder_batch_size),
-                                     run_block=CompiledBlocks() if compile_encoder else None)
+                                     run_block=CompiledBlocks() if compile_encoder else None,
+                                     graph=step_graphs, capture=step_graphs and self.device.type == "cuda")
         self.vault = TensorVault(host_budget_bytes=host_budget_bytes, device=self.device,
                                  device_slots=64 if self.device.type != "cpu" else 0, spill_dir=spill_dir)
         if cache_memory_kv is None:
             cache_memory_kv = self.device.type == "cuda"
-        if step_graphs is None:
-            step_graphs = self.device.type == "cuda"
         self.tracker = Tracker(model, self.features, self.vault, num_frames=self.num_frames,
                                fill_hole_area=fill_hole_area, cache_memory_kv=cache_memory_kv,
                                step_graphs=step_graphs)
         self.compute = ComputeThread(self.device, precision)
-        if self.features.run_block is not None:  # compiled before any frame is encoded
+        if self.features.run_block is not None or self.features.capture:  # compiled, captured before any frame
             self.compute.submit(self.features.warm_up)
         if self.tracker.prompt_graphs is not None:  # a click's capture runs after the click, on the compute thread
             self.tracker.prompt_graphs.defer = self.compute.submit
