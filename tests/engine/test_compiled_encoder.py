@@ -135,7 +135,8 @@ def test_a_session_compiling_its_encoder_compiles_when_it_opens_and_tracks_like_
 
     def run(compile_encoder):
         session = Session(model, frames, device="cpu", encoder_batch_size=4, compile_encoder=compile_encoder)
-        session.compute.run(lambda: None)  # what the session queued when it opened has run
+        session.wait_until_ready()
+        assert not session.preparing
         opened = (backend.graphs, session.features.encoded_frames)
         session.add_points(5, 1, [[40, 40]], [1])
         session.add_points(13, 2, [[60, 55]], [1])

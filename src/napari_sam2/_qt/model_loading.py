@@ -223,6 +223,10 @@ def session_steps(choice: ModelChoice, frames: Any, device: str = "auto") -> Ite
     tiles = getattr(session, "layout", None)
     where = f" in {len(tiles)} tiles at native resolution" if tiles is not None else ""
     yield LoadProgress(f"starting the session on {target}{where}")
+    if getattr(session, "preparing", False):
+        yield LoadProgress("compiling the image encoder for this GPU (the first time on a machine about a minute, "
+                           "then seconds)")
+        session.wait_until_ready()
     return session
 
 

@@ -120,8 +120,9 @@ class Session:
                                fill_hole_area=fill_hole_area, cache_memory_kv=cache_memory_kv,
                                step_graphs=step_graphs)
         self.compute = ComputeThread(self.device, precision)
-        if self.features.run_block is not None or self.features.capture:  # compiled, captured before any frame
-            self.compute.submit(self.features.warm_up)
+        self._opening: Future | None = None  # compiling and capturing the encoder, before any frame
+        if self.features.run_block is not None or self.features.capture:
+            self._opening = self.compute.submit(self.features.warm_up)
         if self.tracker.prompt_graphs is not None:  # a click's capture runs after the click, on the compute thread
             self.tracker.prompt_graphs.defer = self.compute.submit
         self._tracks: dict[int, ObjectTrack] = {}
@@ -138,6 +139,18 @@ class Session:
         self._edits = 0
         # tracks begun by start_object: obj_id → its first frame (no pass gives it anything before that)
         self.track_starts: dict[int, int] = {}
+
+    @property
+    def preparing(self) -> bool:
+        """Whether the work queued when the session opened (compiling the image encoder's blocks and capturing its
+        graph, on CUDA: about a minute the first time on a machine, seconds after) is still running."""
+        return self._opening is not None and not self._opening.done()
+
+    def wait_until_ready(self) -> None:
+        """Block until the work queued when the session opened has run (a prompt would wait for it anyway); raises
+        its error, if it failed."""
+        if self._opening is not None:
+            self._opening.result()
 
     # -- objects -------------------------------------------------------------------------------------------
     @property
