@@ -182,3 +182,23 @@ def test_the_encoder_graphs_static_input_gives_the_encoders_features_and_is_shar
         assert torch.equal(row.vision, want.vision[i : i + 1])
         assert torch.equal(row.high_res[1], want.high_res[1][i : i + 1])
         assert row.vision.untyped_storage().data_ptr() != rows[1 - i].vision.untyped_storage().data_ptr()
+
+
+def test_a_model_no_longer_used_is_freed_with_its_encoder_graph():
+    """The registry of encoder graphs does not keep a model (and a graph's memory pool) alive: once the sessions and
+    the caller drop the model, it is collected."""
+    import gc
+    import weakref
+
+    from napari_sam2.engine import encoder_graph
+
+    torch.manual_seed(2)
+    small = build_sam2("sam2.1_hiera_tiny", image_size=SIZE).eval()
+    with torch.inference_mode():
+        graph = encoder_graph.shared_encoder_graph(small, None, torch.zeros(1, 3, SIZE, SIZE), capture=False)
+        graph.encode(torch.zeros(1, 3, SIZE, SIZE))
+    gone = weakref.ref(small)
+    assert small in encoder_graph._GRAPHS
+    del small, graph
+    gc.collect()
+    assert gone() is None

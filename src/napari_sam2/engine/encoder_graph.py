@@ -51,7 +51,8 @@ class EncoderGraph:
     (B, 3, S, S), through a static input and, with ``capture``, one CUDA graph."""
 
     def __init__(self, model: SAM2Model, run_block: BlockRunner | None, capture: bool) -> None:
-        self.model = model
+        # weakly: the process's registry is keyed weakly by the model, and a graph holding it would keep both alive
+        self._model = weakref.ref(model)
         self.run_block = run_block
         self.capture = capture
         self.captured = False
@@ -60,6 +61,13 @@ class EncoderGraph:
         self._input: torch.Tensor | None = None
         self._graph: torch.cuda.CUDAGraph | None = None
         self._outputs: FrameFeatures | None = None
+
+    @property
+    def model(self) -> SAM2Model:
+        model = self._model()
+        if model is None:
+            raise RuntimeError("the encoder graph's model was freed")
+        return model
 
     def encode(self, images: torch.Tensor, count: int | None = None) -> list[FrameFeatures]:
         """Features of the first ``count`` (default all) of ``images`` (B, 3, S, S), one FrameFeatures each."""
