@@ -178,7 +178,7 @@ def open_time(model, stack, label: str) -> None:
     compile when it opens (cold: nothing in the disk cache on a fresh machine)."""
     t0 = time.perf_counter()
     session = Session(model, stack, device="cuda")
-    session.compute.run(lambda: None)
+    session.wait_until_ready()
     runner = session.features.run_block
     record(impl="ours", model=label, metric="open_s", seconds=round(time.perf_counter() - t0, 1),
            compiled_kinds=len(runner.compiled_kinds) if runner is not None else 0,

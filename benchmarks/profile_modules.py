@@ -79,6 +79,7 @@ def breakdown(session: Session, stack, nobj: int) -> None:
     if graphs is not None:
         graphs.use_graphs = False
         graphs.clear()
+    session.features.capture = False  # the encoder's blocks uncaptured too (its ranges would not show in a replay)
     run_pass(session, stack, nobj, 24)  # warm-up: attention backends, compiled chains
     activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
     prof = torch.profiler.profile(activities=activities)
