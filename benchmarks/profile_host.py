@@ -1,7 +1,8 @@
 """Where the host's time goes in a steady-state propagation (cProfile of the compute thread and the caller).
 
     PYTHONPATH=src python3 benchmarks/profile_host.py      # env: OBJS (1), NFRAMES (120), MODEL (tiny), SIZE (1024)
-Prints frames/s with masks read on the host and without, then the top functions by own time.
+Prints frames/s with masks read on the host and without, then the compute thread's top functions by own time, the
+engine's functions by inclusive time, and who waits for the GPU there (callers of ``synchronize``).
 """
 
 from __future__ import annotations
@@ -61,8 +62,11 @@ def main() -> None:
     del threading_profile
     print(f"profiled: {NFRAMES / dt:.1f} fps")
     out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(28)
-    print(out.getvalue()[-9000:])
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("tottime").print_stats(28)
+    stats.sort_stats("cumulative").print_stats("napari_sam2", 30)  # the engine's steps, inclusive
+    stats.print_callers("synchronize")  # who waits for the GPU on the compute thread
+    print(out.getvalue()[-16000:])
 
 
 if __name__ == "__main__":
