@@ -1,9 +1,9 @@
 """The image encoder on one static block of frames, replayed as a CUDA graph.
 
-A block through the encoder is a few thousand kernel launches (Hiera-T's blocks compiled: ~2,400 for 8 frames; on an
-H200 machine their launches and dynamo's guards took the host ~2.4 ms a frame, more than the GPU's 1.8 ms). One
-object's tracking step is a replayed graph (``step_graph``), so at few objects this host time bounds the frame rate.
-Captured once, the block is one replay.
+A block of 8 frames through Hiera-T's compiled blocks is 12 compiled calls (dynamo's guards, ~160 Triton launches)
+plus the neck's kernels: 19 ms of host time on the H200 machine (cProfile), 2.4 ms a frame — more than the GPU's
+1.8 ms. One object's tracking step is a replayed graph (``step_graph``), so at few objects this host time bounds the
+frame rate. Captured once, the block is one replay.
 
 One graph per model, block shape, dtypes and device, shared by every session of the process (a tiled run's sessions
 share it, and its memory pool, instead of capturing one each), behind a lock: an ``encode`` copies the block into the

@@ -69,7 +69,7 @@ class Session:
     pipeline: while the caller of ``propagate`` handles frame t, frame t + 1 is already computing (default on
     CUDA); it is used only if nothing changed the session in between, so results are the same either way.
     compile_encoder: run the image encoder's blocks through ``torch.compile`` (``CompiledBlocks``; default on CUDA
-    unless NAPARI_SAM2_COMPILE=0: Hiera-L 10.5 → 7.0 ms a frame). The compile is queued on the compute thread when the
+    unless NAPARI_SAM2_COMPILE=0: Hiera-L 10.6 → 7.1 ms a frame). The compile is queued on the compute thread when the
     session opens — paid once per process (tens of seconds the first time on a machine, then from the disk cache),
     before any frame — so every frame of the session, and of a resumed run, is encoded the same way.
     """

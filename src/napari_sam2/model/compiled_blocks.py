@@ -2,12 +2,12 @@
 
 Under bf16 autocast the Hiera trunk spends a third of its GPU time outside matrix products and attention: float32
 layer norms, casts, window cuts, GELU, residual sums, each a pass over (B, H, W, C) tokens. Inductor fuses each
-block's passes into a few generated kernels: Hiera-L on blocks of 8 frames at 1024 px, H200, 10.5 → 7.0 ms a frame
-(``benchmarks/bench_encoder.py``).
+block's passes into a few generated kernels: on blocks of 8 frames at 1024 px on an H200, Hiera-L 10.6 → 7.1 ms a
+frame, Hiera-T 2.9 → 1.8 (``benchmarks/bench_encoder.py``).
 
 ``CompiledBlocks`` is a ``BlockRunner`` (``Hiera.forward(x, run_block)``): one compiled copy per block kind and
 input shape (each its own copy of the code, so dynamo's per-code recompile limit never sends a block back to eager
-— Hiera-L has nine kinds), shared by every session of the process; Inductor's kernels are cached on disk
+— Hiera-T and Hiera-L have 8 kinds each), shared by every session of the process; Inductor's kernels are cached on disk
 (``fused_ops.cache_dir``), so a new process pays the tracing, not the compile. Shapes are static: callers give the
 encoder one batch size (``FeatureCache`` pads a stack's last block).
 
