@@ -104,12 +104,17 @@ class FeatureCache:
             return encoder.encode(images, count)
         return split_frames(self.model.encode_image(images, self.run_block), count)
 
+    @property
+    def warms_up(self) -> bool:
+        """Whether ``warm_up`` has work to do: blocks to compile or a graph to capture."""
+        return self.run_block is not None or self.capture
+
     def warm_up(self) -> None:
         """Run the encoder once on a blank block (B, 3, S, S), so that compiling its blocks (``run_block``) and
         capturing its graph happen now rather than when a frame is first asked for; nothing is cached. Once per
         process for a model, block size, device and way of running (compiled blocks and graphs are shared: a tiled
         run's many sessions warm up once)."""
-        if self.run_block is None and not self.capture:
+        if not self.warms_up:
             return
         device = self.device.type
         key = (id(self.model), next(self.model.parameters()).data_ptr(), self.batch_size, str(self.device),

@@ -121,7 +121,7 @@ class Session:
                                step_graphs=step_graphs)
         self.compute = ComputeThread(self.device, precision)
         self._opening: Future | None = None  # compiling and capturing the encoder, before any frame
-        if self.features.run_block is not None or self.features.capture:
+        if self.features.warms_up:
             self._opening = self.compute.submit(self.features.warm_up)
         if self.tracker.prompt_graphs is not None:  # a click's capture runs after the click, on the compute thread
             self.tracker.prompt_graphs.defer = self.compute.submit

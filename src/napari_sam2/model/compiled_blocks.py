@@ -68,14 +68,18 @@ class CompiledBlocks:
         key = (*block_kind(block, x), self.backend)
         try:
             compiled = _COMPILED.get(key)
-            if compiled is None or key not in self.compiled_kinds:
-                with _COMPILING:  # the first call of a kind compiles
-                    if key not in _COMPILED:
-                        _COMPILED[key] = compiled_copy(_block_forward, dynamic=False, backend=self.backend)
-                    out = _COMPILED[key](block, x)
-                self.compiled_kinds.add(key)
-                return out
-            return compiled(block, x)
+            if compiled is None:
+                with _COMPILING:  # a kind's first call compiles; it is shared only once that call has succeeded
+                    compiled = _COMPILED.get(key)
+                    if compiled is None:
+                        fresh = compiled_copy(_block_forward, dynamic=False, backend=self.backend)
+                        out = fresh(block, x)
+                        _COMPILED[key] = fresh
+                        self.compiled_kinds.add(key)
+                        return out
+            out = compiled(block, x)
+            self.compiled_kinds.add(key)
+            return out
         except Exception as error:  # no Triton / compiler, or an unsupported op: plain blocks from now on
             self.failed = True
             log.warning("napari-sam2: compiling the image encoder's blocks failed (%s); running them plain",
