@@ -13,7 +13,9 @@ reference's (its hole filling needs a CUDA extension that is not built there, so
 the reference); bf16 autocast for both; every frame's masks brought to the host by both.
 Env: MODELS (tiny,large), OBJS (1,5,20,100), NFRAMES (120), REF_FRAMES_MANY (32: frames the reference runs at
 100 objects), MEMORY (300,3000: frames of ours-only runs with 1 object, tiny, for peak device memory), SIZE (1024),
-CLICK_PRESENT (1,20: objects prompted on the clicked frame, one click-latency measurement each),
+CLICK_PRESENT (1,20: objects prompted on the clicked frame, one click-latency measurement each), DEVICE_GIB
+(unset: the whole GPU; a number: a ballast tensor first takes all but that much device memory, as on a smaller
+GPU — e.g. 24 for a workstation card; both implementations then see that little free memory),
 OUT (where JSON goes). Random weights (speed does not depend on weight values), copied from the reference into
 ours. Each timed pass of ours follows a 24-frame warm-up pass in the same session (graph capture, attention
 backend timing); the reference gets an 8-frame warm-up per model. Prints one JSON line per measurement and a
@@ -46,6 +48,7 @@ MEMORY = [int(x) for x in os.environ.get("MEMORY", "300,3000").split(",") if x]
 REF_FRAMES_MANY = int(os.environ.get("REF_FRAMES_MANY", 32))
 SIZE = int(os.environ.get("SIZE", 1024))
 CLICK_PRESENT = [int(x) for x in os.environ.get("CLICK_PRESENT", "1,20").split(",") if x]  # objects on its frame
+DEVICE_GIB = float(os.environ["DEVICE_GIB"]) if os.environ.get("DEVICE_GIB") else None
 REF_CONFIG = {"tiny": "t", "small": "s", "base_plus": "b+", "large": "l"}
 RESULTS: list[dict] = []
 
@@ -243,9 +246,29 @@ def click_latency(ref, ours, folder: Path, stack, label: str, clicks: int = 20, 
     del state
 
 
+def survive_oom(impl: str, label: str, nobj: int, bench, *args) -> None:
+    """Run one timed pass; running out of device memory is recorded as its result (the run goes on)."""
+    try:
+        bench(*args)
+    except torch.cuda.OutOfMemoryError as error:
+        record(impl=impl, model=label, objects=nobj, metric="out_of_memory", error=str(error).split(".")[0])
+        print(f"{impl} {label} {nobj} objects: OUT OF DEVICE MEMORY", flush=True)
+        torch.cuda.empty_cache()
+
+
+def smaller_gpu(gib: float) -> torch.Tensor:
+    """Take all but ``gib`` GiB of the device's free memory with one tensor, so that both implementations run
+    as on a GPU of about that size (torch.cuda.mem_get_info then reports that little free)."""
+    free, _ = torch.cuda.mem_get_info()
+    ballast = torch.empty(max(0, free - int(gib * 2**30)), dtype=torch.uint8, device="cuda")
+    record(metric="device_limit", gib=gib, free_gib=round(torch.cuda.mem_get_info()[0] / 2**30, 2))
+    return ballast
+
+
 def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
+    ballast = smaller_gpu(DEVICE_GIB) if DEVICE_GIB else None  # noqa: F841 (held until the end)
     work = Path(tempfile.mkdtemp())
     short = SyntheticStack(NFRAMES)
     t0 = time.time()
@@ -259,8 +282,9 @@ def main() -> None:
         if OBJS:  # clicks before the many-object passes too (the table's click follows them)
             click_latency(ref, ours, work / "short", short, name + "-first", ours_only=True)
         for nobj in OBJS:
-            bench_ours(ours, short, nobj, NFRAMES, name)
-            bench_ref(ref, work / "short", short, nobj, NFRAMES if nobj <= 20 else REF_FRAMES_MANY, name)
+            survive_oom("ours", name, nobj, bench_ours, ours, short, nobj, NFRAMES, name)
+            survive_oom("reference", name, nobj, bench_ref, ref, work / "short", short, nobj,
+                        NFRAMES if nobj <= 20 else REF_FRAMES_MANY, name)
         for present in CLICK_PRESENT:
             click_latency(ref, ours, work / "short", short, name, present=present)
         if name == MODELS[0]:
