@@ -12,6 +12,7 @@ import torch
 from tests.cli.helpers import (
     MODEL,
     blob_stack,
+    cli_env,
     labels_of,
     model_args,
     one_error_line,
@@ -153,3 +154,40 @@ def test_other_inputs_on_a_finished_store_are_refused_until_restart(job, labels,
 ])
 def test_bad_options_are_usage_errors(job, labels, args, message):
     assert message in _fails(job, job.args(labels, *args), labels, code=2)
+
+
+def test_running_out_of_device_memory_stops_with_one_line_and_the_rerun_completes(job, tmp_path, monkeypatch,
+                                                                                  capsys):
+    """A frame that does not fit on the device even without the session's caches: one error line (after the
+    warning that the caches were given up), no traceback, the frames written so far kept; the same command, once
+    memory is there, completes the run with the labels of an uninterrupted one."""
+    from napari_sam2.cli.main import main
+    from napari_sam2.engine.tracker import Tracker
+
+    for key, value in cli_env(job.cache).items():
+        monkeypatch.setenv(key, value)
+    real = Tracker.run_tracking_groups
+
+    def out_of_memory_from_frame_14(self, groups, frame, upcoming=()):
+        if frame >= 14:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+        return real(self, groups, frame, upcoming)
+
+    monkeypatch.setattr(Tracker, "run_tracking_groups", out_of_memory_from_frame_14)
+    out = tmp_path / "labels.zarr"
+    args = [str(a) for a in job.args(out)]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("napari-sam2: error: out of CPU memory on frame 14 with 3 objects, even without the "
+                           "session's device caches"), err
+    assert last.endswith(f"the labels stored so far in {out} are intact"), last
+    written = labels_of(out)
+    # the forward pass from frame 4 stored frames 4 … 13 (frame 4 is written once more by the backward pass)
+    assert [t for t in range(len(written)) if written[t].any()] == list(range(4, 14))
+    np.testing.assert_array_equal(written[5:14], job.labels[5:14])
+
+    monkeypatch.setattr(Tracker, "run_tracking_groups", real)
+    assert main(args) == 0
+    np.testing.assert_array_equal(labels_of(out), job.labels)

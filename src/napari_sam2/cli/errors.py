@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_SIGINT = 130
@@ -29,3 +31,10 @@ class Interrupted(Exception):
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.code = code
+
+
+def out_of_device_memory(error: BaseException) -> bool:
+    """Whether ``error`` is the engine's ``DeviceMemoryError`` (a frame did not fit on the GPU even without the
+    session's caches). Looked up, not imported: the engine (torch) is loaded only once a run computes."""
+    device = sys.modules.get("napari_sam2.engine.device")
+    return device is not None and isinstance(error, device.DeviceMemoryError)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_sam2.cli.errors import CliError, UsageError
+from napari_sam2.cli.errors import CliError, UsageError, out_of_device_memory
 from napari_sam2.cli.inputs import option_wording, parse_axes, parse_axis, parse_channel, parse_position
 from napari_sam2.cli.progress import Progress
 from napari_sam2.cli.run_record import RunRecord, existing_record, restore_state, view_key
@@ -245,6 +245,10 @@ def run_volume_segment(args: Namespace) -> int:
         return execute(args)
     except (StackError, LabelStoreError, PromptFileError) as exc:
         raise CliError(option_wording(str(exc))) from None
+    except RuntimeError as exc:
+        if out_of_device_memory(exc):
+            raise CliError(f"{exc}; the labels stored so far in {args.out} are intact") from None
+        raise
     except OSError as exc:
         where = exc.filename or args.out
         raise CliError(f"{where}: {describe_os_error(exc)}; what was stored before is intact") from None

@@ -25,6 +25,24 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     return device
 
 
+class DeviceMemoryError(RuntimeError):
+    """The compute device ran out of memory for one frame even without the session's caches."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is the device running out of memory (CUDA's own error, or MPS's RuntimeError)."""
+    return isinstance(error, torch.cuda.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error).lower())
+
+
+def release_cached_device_memory(device: torch.device) -> None:
+    """Give the allocator's cached, unused blocks back to the device (after dropping caches)."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps":
+        torch.mps.empty_cache()
+
+
 def compute_context(device: torch.device, precision: str = "auto"):
     """Inference mode, with bf16 autocast on CUDA (as the reference's benchmark runs), float32 elsewhere.
 

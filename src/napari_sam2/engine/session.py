@@ -10,6 +10,7 @@ conditioning frame, so re-propagation keeps it — the reference's ``add_all_fra
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from napari_sam2.model import SAM2Model
 from napari_sam2.model.compiled_blocks import CompiledBlocks, compile_wanted
 
 from . import persistence
-from .device import pick_device
+from .device import DeviceMemoryError, is_out_of_memory, pick_device, release_cached_device_memory
 from .features import FeatureCache
 from .frames import FramePreparer
 from .memory_bank import plan_memory
@@ -34,6 +35,8 @@ from .state import FrameOutput, ObjectTrack
 from .tracker import Tracker
 from .vault import TensorVault
 from .worker import ComputeThread
+
+log = logging.getLogger(__name__)
 
 NO_OBJECT_LOGIT = -1024.0  # logits of an object with no result on a frame (NO_OBJ_SCORE)
 DIRECTIONS = ("forward", "backward", "both")
@@ -139,6 +142,8 @@ class Session:
         self._edits = 0
         # tracks begun by start_object: obj_id → its first frame (no pass gives it anything before that)
         self.track_starts: dict[int, int] = {}
+        # after running out of device memory: computing without the device caches (``_go_lean``)
+        self.lean = False
 
     @property
     def preparing(self) -> bool:
@@ -399,9 +404,7 @@ class Session:
         try:
             for i, frame in enumerate(order):
                 stopped = stopped_on(frame)
-                new = self._take_ahead(frame, stopped)
-                if new is None:
-                    new = self.compute.run(self._compute_frame, frame, reverse, order[i + 1 : i + 1 + 8], stopped)
+                new = self._frame_outputs(frame, reverse, order[i + 1 : i + 1 + 8], stopped)
                 outputs, result = self.compute.run(self._commit_frame, frame, reverse, new, stopped)
                 for track, output in zip(self._tracks.values(), outputs, strict=True):
                     if lost_patience is None or output is None or track.obj_id not in absent_run:
@@ -419,6 +422,47 @@ class Session:
         finally:
             self._drop_ahead()
             self.pass_direction_reverse = None
+
+    def _frame_outputs(
+        self, frame: int, reverse: bool, upcoming: Sequence[int], stopped: set[int]
+    ) -> dict[int, FrameOutput]:
+        """The new outputs of ``frame``: computed ahead, or now. Where the device runs out of memory the session
+        gives up its device caches (``_go_lean``: slower, equal up to rounding) and computes the frame again; out
+        of memory once more, it raises a one-line :class:`DeviceMemoryError` (every earlier frame is kept)."""
+        try:
+            new = self._take_ahead(frame, stopped)
+            return new if new is not None else self.compute.run(self._compute_frame, frame, reverse, upcoming,
+                                                                 stopped)
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            if self.lean:
+                raise self._memory_error(frame) from None
+        self.compute.run(self._go_lean)
+        log.warning("out of %s memory on frame %d with %d objects: continuing without the step graphs and the "
+                    "memories' key/value cache (slower)", self.device.type.upper(), frame, len(self._tracks))
+        try:
+            return self.compute.run(self._compute_frame, frame, reverse, upcoming, stopped)
+        except Exception as error:
+            if is_out_of_memory(error):
+                raise self._memory_error(frame) from None
+            raise
+
+    def _memory_error(self, frame: int) -> DeviceMemoryError:
+        return DeviceMemoryError(
+            f"out of {self.device.type.upper()} memory on frame {frame} with {len(self._tracks)} objects, even "
+            "without the session's device caches; track fewer objects at a time, use a smaller model or a larger "
+            "GPU (every earlier frame is kept)")
+
+    def _go_lean(self) -> None:
+        """After running out of device memory: no step graphs, no key/value cache, no frame computed ahead,
+        half the image-feature cache; cached allocator blocks go back to the device. Runs on the compute thread."""
+        self.lean = True
+        self.pipeline = False
+        self.tracker.go_lean()
+        self.features.clear()
+        self.features.max_bytes //= 2
+        release_cached_device_memory(self.device)
 
     def _take_ahead(self, frame: int, stopped: set[int]) -> dict[int, FrameOutput] | None:
         """The outputs computed ahead for ``frame`` if nothing changed the session since (else dropped): None

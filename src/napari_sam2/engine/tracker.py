@@ -53,6 +53,18 @@ class Tracker:
                        if step_graphs else None)
         self.prompt_graphs = PromptGraphs(model, fill_hole_area=fill_hole_area) if step_graphs else None
 
+    def go_lean(self) -> None:
+        """Give up what costs device memory beyond one frame's step — the static step buffers and their graphs,
+        the prompt graphs, the memories' cached keys and values — and compute as
+        ``Session(step_graphs=False, cache_memory_kv=False)`` does from now on (equal up to rounding)."""
+        if self.graphs is not None:
+            self.graphs.clear()
+        if self.prompt_graphs is not None:
+            self.prompt_graphs.clear()
+        if self.kv_cache is not None:
+            self.kv_cache.clear()
+        self.graphs = self.prompt_graphs = self.kv_cache = None
+
     @property
     def device(self) -> torch.device:
         return self.features.device
