@@ -202,3 +202,26 @@ def test_a_model_no_longer_used_is_freed_with_its_encoder_graph():
     del small, graph
     gc.collect()
     assert gone() is None
+
+
+def test_an_encoder_graph_is_shared_only_by_runners_that_compute_the_same(model):
+    """The process's encoder graph keeps the runner it was made with: a runner whose compile failed (plain blocks)
+    must not hand its graph to a runner that compiles, nor two backends share one; a failed runner and no runner
+    do (both run the blocks plain)."""
+    from napari_sam2.engine.encoder_graph import shared_encoder_graph
+
+    images = torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(5))
+    failed = CompiledBlocks(backend=failing_backend)
+    with torch.inference_mode():
+        failed_graph = shared_encoder_graph(model, failed, images, capture=False)
+        failed_graph.encode(images)
+        assert failed.failed
+        backend = CountingBackend()
+        working = CompiledBlocks(backend=backend)
+        graph = shared_encoder_graph(model, working, images, capture=False)
+        graph.encode(images)
+        other = shared_encoder_graph(model, CompiledBlocks(backend=CountingBackend()), images, capture=False)
+        plain = shared_encoder_graph(model, None, images, capture=False)
+    assert graph is not failed_graph and working.compiled_kinds and backend.graphs == distinct_block_kinds(model)
+    assert other is not graph
+    assert plain is shared_encoder_graph(model, failed, images, capture=False)

@@ -26,7 +26,7 @@ import weakref
 import torch
 
 from napari_sam2.model import FrameFeatures, SAM2Model
-from napari_sam2.model.hiera import BlockRunner
+from napari_sam2.model.hiera import BlockRunner, runner_key
 
 from .step_graph import capture_graph
 
@@ -109,7 +109,8 @@ def shared_encoder_graph(model: SAM2Model, run_block: BlockRunner | None, images
     device = images.device.type
     autocast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
     weights = next(model.parameters()).data_ptr()
-    key = (tuple(images.shape), images.dtype, str(images.device), autocast, run_block is not None, capture, weights)
+    key = (tuple(images.shape), images.dtype, str(images.device), autocast, runner_key(run_block), capture,
+           weights)
     with _REGISTRY_LOCK:
         graphs = _GRAPHS.setdefault(model, {})
         for stale in [k for k in graphs if k[-1] != weights]:  # captured on weights since moved: freed

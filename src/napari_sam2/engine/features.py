@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import torch
 
 from napari_sam2.model import FrameFeatures, SAM2Model
-from napari_sam2.model.hiera import BlockRunner
+from napari_sam2.model.hiera import BlockRunner, runner_key
 
 from .encoder_graph import shared_encoder_graph, split_frames
 from .frames import FramePreparer
@@ -118,7 +118,7 @@ class FeatureCache:
             return
         device = self.device.type
         key = (id(self.model), next(self.model.parameters()).data_ptr(), self.batch_size, str(self.device),
-               torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device), self.run_block is not None,
+               torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device), runner_key(self.run_block),
                self.graph, self.capture)
         if key in _WARMED:
             return

@@ -62,6 +62,12 @@ class CompiledBlocks:
         self.failed = False
         self.compiled_kinds: set[tuple] = set()  # kinds this runner has run compiled (for tests and stats)
 
+    @property
+    def key(self) -> tuple | str:
+        """How this runner computes blocks (``hiera.runner_key``): compiled by its backend, or plain once compiling
+        has failed — runners of one key compute the same, so a graph captured with one serves the others."""
+        return "plain" if self.failed else ("compiled", self.backend)
+
     def __call__(self, block: MultiScaleBlock, x: torch.Tensor) -> torch.Tensor:
         if self.failed:
             return block(x)

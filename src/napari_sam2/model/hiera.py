@@ -11,7 +11,7 @@ Inference only: no drop-path, no dropout.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 import torch
 import torch.nn.functional as F
@@ -148,6 +148,15 @@ class MultiScaleBlock(nn.Module):
 
 
 BlockRunner = Callable[[MultiScaleBlock, torch.Tensor], torch.Tensor]  # (block, tokens) → the block's output
+
+
+def runner_key(run_block: BlockRunner | None) -> Hashable:
+    """What decides how a runner computes the blocks, for caches of what it computed (a captured encoder): "plain"
+    for None, a runner's own ``key`` where it has one (``CompiledBlocks``: its backend; "plain" once compiling has
+    failed), else the runner itself."""
+    if run_block is None:
+        return "plain"
+    return getattr(run_block, "key", run_block)
 
 
 class Hiera(nn.Module):
