@@ -183,9 +183,9 @@ def test_clicks_replayed_as_graphs_equal_the_eager_clicks(setup):
     _, model, frames, _ = setup
 
     def run(graphs: bool) -> tuple[Session, list[np.ndarray]]:
-        # both with the step graphs' encoder (its CUDA graph may pick other GEMM kernels than the uncaptured
-        # encoder: features equal up to rounding, which hole filling can turn into a filled hole); eager clicks
-        # without the prompt graphs
+        # one encoder path for both (the step graphs' encoder graph), eager clicks without the prompt graphs: what
+        # differs is only the prompt graph (a session without step graphs differed from it in this module by up
+        # to 0.16 at hole-filled pixels, 2026-12-02, though a fresh process gives the two bit-equal features)
         session = Session(model, frames, device="cuda", precision="fp32", step_graphs=True)
         if not graphs:
             session.tracker.prompt_graphs = None
