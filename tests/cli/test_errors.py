@@ -180,8 +180,8 @@ def test_running_out_of_device_memory_stops_with_one_line_and_the_rerun_complete
     err = capsys.readouterr().err
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
-    assert last.startswith("napari-sam2: error: out of CPU memory on frame 14 with 3 objects, even without the "
-                           "session's device caches"), err
+    assert last.startswith("napari-sam2: error: out of CPU memory on frame 14 with 3 objects, even one object at "
+                           "a time without the session's device caches"), err
     assert last.endswith(f"the labels stored so far in {out} are intact"), last
     written = labels_of(out)
     # the forward pass from frame 4 stored frames 4 … 13 (frame 4 is written once more by the backward pass)

@@ -1,6 +1,7 @@
 """Running out of device memory on a frame: the session gives up its device caches (step buffers, prompt graphs,
-memory keys/values, half the feature cache) and goes on, equal to a session that never had them; where even that
-does not fit it stops with one line naming the frame, and every earlier frame is kept. The fault is injected at
+memory keys/values, half the feature cache) and goes on, equal to a session that never had them; then computes
+fewer objects together; where one object alone does not fit it stops with one line naming the frame, and every
+earlier frame is kept. The fault is injected at
 the frame's computation (``Tracker.run_tracking_groups``, where a GPU runs out), on the CPU build of torch."""
 
 from __future__ import annotations
@@ -108,3 +109,30 @@ def test_other_errors_are_not_taken_for_out_of_memory(model, frames):
     with pytest.raises(RuntimeError, match="illegal memory access"):
         list(session.propagate(start=0))
     assert not session.lean and session.tracker.kv_cache is not None
+
+
+def test_a_frame_that_fits_only_one_object_at_a_time_is_computed_in_passes_of_one(model, frames, caplog):
+    plain = {r.frame: r for r in new_session(model, frames, caches=False).propagate(start=0)}
+    session = new_session(model, frames, caches=True)
+    real = session.tracker.run_tracking_groups
+    together = []
+
+    def run(groups, at, upcoming=()):
+        count = sum(len(tracks) for tracks, _ in groups)
+        if at >= FAULT_FRAME and count > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        together.append((at, count))
+        return real(groups, at, upcoming)
+
+    session.tracker.run_tracking_groups = run
+    with caplog.at_level(logging.WARNING, logger="napari_sam2.engine.session"):
+        got = {r.frame: r for r in session.propagate(start=0)}
+    assert got.keys() == plain.keys() == set(range(10))
+    assert session.lean and session.objects_per_pass == 1
+    assert [r.getMessage() for r in caplog.records][1:] == [
+        f"out of CPU memory on frame {FAULT_FRAME}: computing 1 object at a time (slower)"]
+    assert all(count == 1 for at, count in together if at >= FAULT_FRAME)
+    assert [count for at, count in together if at == FAULT_FRAME] == [1, 1, 1]  # 3 objects, none prompted there
+    for f in plain:
+        np.testing.assert_allclose(got[f].logits, plain[f].logits, atol=2e-3, rtol=0)
+        np.testing.assert_array_equal(got[f].masks, plain[f].masks)

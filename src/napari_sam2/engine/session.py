@@ -142,8 +142,10 @@ class Session:
         self._edits = 0
         # tracks begun by start_object: obj_id → its first frame (no pass gives it anything before that)
         self.track_starts: dict[int, int] = {}
-        # after running out of device memory: computing without the device caches (``_go_lean``)
+        # after running out of device memory: computing without the device caches (``_go_lean``), then at most
+        # this many objects in one pass
         self.lean = False
+        self.objects_per_pass: int | None = None
 
     @property
     def preparing(self) -> bool:
@@ -427,8 +429,10 @@ class Session:
         self, frame: int, reverse: bool, upcoming: Sequence[int], stopped: set[int]
     ) -> dict[int, FrameOutput]:
         """The new outputs of ``frame``: computed ahead, or now. Where the device runs out of memory the session
-        gives up its device caches (``_go_lean``: slower, equal up to rounding) and computes the frame again; out
-        of memory once more, it raises a one-line :class:`DeviceMemoryError` (every earlier frame is kept)."""
+        first gives up its device caches (``_go_lean``: slower, equal up to rounding), then computes half as many
+        objects together each time (objects are computed independently: equal up to rounding), and computes the
+        frame again; where one object at a time does not fit either, it raises a one-line
+        :class:`DeviceMemoryError` (every earlier frame is kept). Both changes stay for the rest of the session."""
         try:
             new = self._take_ahead(frame, stopped)
             return new if new is not None else self.compute.run(self._compute_frame, frame, reverse, upcoming,
@@ -436,23 +440,37 @@ class Session:
         except Exception as error:
             if not is_out_of_memory(error):
                 raise
-            if self.lean:
-                raise self._memory_error(frame) from None
-        self.compute.run(self._go_lean)
-        log.warning("out of %s memory on frame %d with %d objects: continuing without the step graphs and the "
-                    "memories' key/value cache (slower)", self.device.type.upper(), frame, len(self._tracks))
-        try:
-            return self.compute.run(self._compute_frame, frame, reverse, upcoming, stopped)
-        except Exception as error:
-            if is_out_of_memory(error):
-                raise self._memory_error(frame) from None
-            raise
+        while True:
+            self._use_less_device_memory(frame)
+            try:
+                return self.compute.run(self._compute_frame, frame, reverse, upcoming, stopped)
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+
+    def _use_less_device_memory(self, frame: int) -> None:
+        """One step down after running out of memory on ``frame``: the caches first, then half the objects per
+        pass; none left: :class:`DeviceMemoryError`."""
+        device = self.device.type.upper()
+        together = self.objects_per_pass or len(self._tracks)
+        if not self.lean:
+            self.compute.run(self._go_lean)
+            log.warning("out of %s memory on frame %d with %d objects: continuing without the step graphs and the "
+                        "memories' key/value cache (slower)", device, frame, len(self._tracks))
+        elif together > 1:
+            self.objects_per_pass = max(1, together // 2)
+            self.compute.run(release_cached_device_memory, self.device)
+            count = self.objects_per_pass
+            log.warning("out of %s memory on frame %d: computing %d object%s at a time (slower)", device, frame,
+                        count, "" if count == 1 else "s")
+        else:
+            raise self._memory_error(frame) from None
 
     def _memory_error(self, frame: int) -> DeviceMemoryError:
         return DeviceMemoryError(
             f"out of {self.device.type.upper()} memory on frame {frame} with {len(self._tracks)} objects, even "
-            "without the session's device caches; track fewer objects at a time, use a smaller model or a larger "
-            "GPU (every earlier frame is kept)")
+            "one object at a time without the session's device caches; use a smaller model or a larger GPU "
+            "(every earlier frame is kept)")
 
     def _go_lean(self) -> None:
         """After running out of device memory: no step graphs, no key/value cache, no frame computed ahead,
@@ -537,11 +555,27 @@ class Session:
                 groups.setdefault(plan.layout, []).append((track, plan))
         batches = [([m[0] for m in members], [m[1] for m in members]) for members in groups.values()]
         new: dict[int, FrameOutput] = {}
-        for (tracks, _), outputs in zip(batches, self.tracker.run_tracking_groups(batches, frame, upcoming),
-                                        strict=True):
-            for track, output in zip(tracks, outputs, strict=True):
-                new[track.obj_id] = output
+        for passing in self._passes_of(batches):
+            for (tracks, _), outputs in zip(passing, self.tracker.run_tracking_groups(passing, frame, upcoming),
+                                            strict=True):
+                for track, output in zip(tracks, outputs, strict=True):
+                    new[track.obj_id] = output
         return new
+
+    def _passes_of(self, batches: list[tuple[list, list]]) -> list[list[tuple[list, list]]]:
+        """The groups of a frame in one pass, or — with ``objects_per_pass`` (after running out of device memory)
+        — cut into passes of at most that many objects."""
+        limit = self.objects_per_pass
+        if limit is None or sum(len(tracks) for tracks, _ in batches) <= limit:
+            return [batches]
+        pieces = [(tracks[i : i + limit], plans[i : i + limit])
+                  for tracks, plans in batches for i in range(0, len(tracks), limit)]
+        passes: list[list[tuple[list, list]]] = [[]]
+        for piece in pieces:
+            if passes[-1] and sum(len(t) for t, _ in passes[-1]) + len(piece[0]) > limit:
+                passes.append([])
+            passes[-1].append(piece)
+        return passes
 
     def _commit_frame(
         self, frame: int, reverse: bool, new: dict[int, FrameOutput], skip: set[int] = frozenset()
