@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / ".ref")]
 
 from napari_sam2.engine import Session  # noqa: E402
+from napari_sam2.engine.device import DeviceMemoryError  # noqa: E402
 from napari_sam2.model import build_sam2  # noqa: E402
 
 MODELS = os.environ.get("MODELS", "tiny,large").split(",")
@@ -250,7 +251,7 @@ def survive_oom(impl: str, label: str, nobj: int, bench, *args) -> None:
     """Run one timed pass; running out of device memory is recorded as its result (the run goes on)."""
     try:
         bench(*args)
-    except torch.cuda.OutOfMemoryError as error:
+    except (torch.cuda.OutOfMemoryError, DeviceMemoryError) as error:
         record(impl=impl, model=label, objects=nobj, metric="out_of_memory", error=str(error).split(".")[0])
         print(f"{impl} {label} {nobj} objects: OUT OF DEVICE MEMORY", flush=True)
         torch.cuda.empty_cache()
