@@ -129,10 +129,40 @@ def test_a_frame_that_fits_only_one_object_at_a_time_is_computed_in_passes_of_on
         got = {r.frame: r for r in session.propagate(start=0)}
     assert got.keys() == plain.keys() == set(range(10))
     assert session.lean and session.objects_per_pass == 1
+    assert [count for at, count in together if at == FAULT_FRAME] == [1, 1, 1]  # 3 objects, none prompted there
     assert [r.getMessage() for r in caplog.records][1:] == [
         f"out of CPU memory on frame {FAULT_FRAME}: computing 1 object at a time (slower)"]
     assert all(count == 1 for at, count in together if at >= FAULT_FRAME)
-    assert [count for at, count in together if at == FAULT_FRAME] == [1, 1, 1]  # 3 objects, none prompted there
     for f in plain:
         np.testing.assert_allclose(got[f].logits, plain[f].logits, atol=2e-3, rtol=0)
         np.testing.assert_array_equal(got[f].masks, plain[f].masks)
+
+
+def test_the_outputs_of_a_frames_earlier_passes_are_dropped_when_a_later_pass_runs_out(model, frames):
+    """Two objects per pass (as after an earlier halving): on the fault frame the pass of 2 succeeds, the pass of 1
+    runs out; the 2 outputs already computed are dropped from the session's store, and the frame is computed again
+    one object at a time."""
+    session = new_session(model, frames, caches=False)
+    session.lean, session.objects_per_pass = True, 2
+    real = session.tracker.run_tracking_groups
+    calls = []
+
+    def run(groups, at, upcoming=()):
+        count = sum(len(tracks) for tracks, _ in groups)
+        calls.append((at, count))
+        if at == FAULT_FRAME and calls.count((at, 1)) == 1 and count == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(groups, at, upcoming)
+
+    session.tracker.run_tracking_groups = run
+    discarded = []
+    discard = session.tracker.discard
+    session.tracker.discard = lambda output: (discarded.append((len(calls), output)), discard(output))
+    got = {r.frame: r for r in session.propagate(start=0)}
+    assert [count for at, count in calls if at == FAULT_FRAME] == [2, 1, 1, 1, 1]
+    dropped = [output for _, output in discarded if output is not None]
+    assert len(dropped) == 2 and all(output.pred_masks_id not in session.vault._host for output in dropped)
+    assert session.objects_per_pass == 1
+    plain = {r.frame: r for r in new_session(model, frames, caches=False).propagate(start=0)}
+    for f in plain:
+        np.testing.assert_allclose(got[f].logits, plain[f].logits, atol=2e-3, rtol=0)

@@ -555,11 +555,15 @@ class Session:
                 groups.setdefault(plan.layout, []).append((track, plan))
         batches = [([m[0] for m in members], [m[1] for m in members]) for members in groups.values()]
         new: dict[int, FrameOutput] = {}
-        for passing in self._passes_of(batches):
-            for (tracks, _), outputs in zip(passing, self.tracker.run_tracking_groups(passing, frame, upcoming),
-                                            strict=True):
-                for track, output in zip(tracks, outputs, strict=True):
-                    new[track.obj_id] = output
+        try:
+            for passing in self._passes_of(batches):
+                for (tracks, _), outputs in zip(passing, self.tracker.run_tracking_groups(passing, frame, upcoming),
+                                                strict=True):
+                    for track, output in zip(tracks, outputs, strict=True):
+                        new[track.obj_id] = output
+        except BaseException:  # a later pass failed (out of memory): the earlier passes' outputs are not kept
+            self._discard_outputs(new)
+            raise
         return new
 
     def _passes_of(self, batches: list[tuple[list, list]]) -> list[list[tuple[list, list]]]:
