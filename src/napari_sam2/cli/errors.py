@@ -34,7 +34,8 @@ class Interrupted(Exception):
 
 
 def out_of_device_memory(error: BaseException) -> bool:
-    """Whether ``error`` is the engine's ``DeviceMemoryError`` (a frame did not fit on the GPU even without the
-    session's caches). Looked up, not imported: the engine (torch) is loaded only once a run computes."""
+    """Whether ``error`` is the engine's ``DeviceMemoryError`` (a frame did not fit on the GPU even one object at a
+    time without the session's caches). Looked up, not imported: the engine (torch) is loaded only once a run
+    computes."""
     device = sys.modules.get("napari_sam2.engine.device")
     return device is not None and isinstance(error, device.DeviceMemoryError)

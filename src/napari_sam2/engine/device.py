@@ -26,7 +26,7 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 
 
 class DeviceMemoryError(RuntimeError):
-    """The compute device ran out of memory for one frame even without the session's caches."""
+    """The compute device ran out of memory for one frame even one object at a time without the session's caches."""
 
 
 def is_out_of_memory(error: BaseException) -> bool:
